@@ -1,0 +1,355 @@
+//! Reverse-mode autograd on a tape.
+//!
+//! A [`Graph`] records one node per op call whose inputs need gradients. Each node owns the
+//! tensors its hand-written backward needs (and nothing else: activations no node saved are
+//! freed as soon as the model drops their [`Var`]). [`Graph::backward`] walks the tape in
+//! reverse, frees each node once used, and accumulates parameter gradients into [`Grads`].
+
+mod checkpoint;
+mod grads;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+pub use grads::Grads;
+
+use crate::backend;
+use crate::error::{EngineError, Result};
+use crate::param::{ParamId, ParamStore};
+use crate::rng;
+use crate::Tensor;
+
+/// A value in a graph: a tensor plus its identity on the tape.
+#[derive(Clone, Debug)]
+pub struct Var {
+    id: usize,
+    value: Tensor,
+    requires_grad: bool,
+}
+
+impl Var {
+    /// The tensor.
+    pub fn value(&self) -> &Tensor {
+        &self.value
+    }
+
+    /// Consumes the var, returning its tensor.
+    pub fn into_value(self) -> Tensor {
+        self.value
+    }
+
+    /// Shape of the value.
+    pub fn shape(&self) -> &[usize] {
+        self.value.shape()
+    }
+
+    /// Whether gradients flow back through this value.
+    pub fn requires_grad(&self) -> bool {
+        self.requires_grad
+    }
+
+    /// The tape id (stable for the graph's lifetime).
+    pub fn id(&self) -> usize {
+        self.id
+    }
+}
+
+/// What a backward step receives besides the output gradients.
+pub struct BackwardCtx<'g> {
+    /// Parameter gradients, for ops (checkpoint scopes) that produce them directly.
+    pub grads: &'g mut Grads,
+}
+
+/// The hand-written backward of one recorded op.
+pub trait BackwardOp {
+    /// The op's name, for error messages.
+    fn name(&self) -> &'static str;
+    /// Given gradients of the outputs (None = zero), returns gradients of the inputs; only
+    /// inputs with `needs[i]` must be produced.
+    fn backward(
+        self: Box<Self>,
+        ctx: &mut BackwardCtx<'_>,
+        needs: &[bool],
+        out_grads: Vec<Option<Tensor>>,
+    ) -> Result<Vec<Option<Tensor>>>;
+}
+
+struct Node<'m> {
+    inputs: Vec<Option<usize>>,
+    outputs: Vec<usize>,
+    op: Box<dyn BackwardOp + 'm>,
+}
+
+#[derive(Clone, Copy)]
+enum Leaf {
+    Param(ParamId),
+    Input,
+}
+
+struct State<'m> {
+    nodes: Vec<Node<'m>>,
+    next_var: usize,
+    leaves: Vec<(usize, Leaf)>,
+    seed_counter: u64,
+}
+
+/// A tape. Create one per forward pass; `'m` is the lifetime of what checkpoint scopes borrow
+/// (usually the model).
+pub struct Graph<'m> {
+    state: RefCell<State<'m>>,
+    record: bool,
+    training: bool,
+    seed: u64,
+}
+
+impl<'m> Graph<'m> {
+    /// A recording graph in training mode (dropout active), seeded for dropout masks.
+    pub fn train(seed: u64) -> Self {
+        Self::with_mode(true, true, seed)
+    }
+
+    /// A non-recording graph in eval mode: no nodes, no saved tensors, dropout off.
+    pub fn inference() -> Self {
+        Self::with_mode(false, false, 0)
+    }
+
+    /// A graph with explicit recording and training flags.
+    pub fn with_mode(record: bool, training: bool, seed: u64) -> Self {
+        Self::with_seed_position(record, training, seed, 0)
+    }
+
+    /// A graph whose random-op stream starts `counter` draws into `seed`'s stream (so a
+    /// checkpointed scope draws exactly what the surrounding graph would have).
+    pub(crate) fn with_seed_position(
+        record: bool,
+        training: bool,
+        seed: u64,
+        counter: u64,
+    ) -> Self {
+        Graph {
+            state: RefCell::new(State {
+                nodes: Vec::new(),
+                next_var: 0,
+                leaves: Vec::new(),
+                seed_counter: counter,
+            }),
+            record,
+            training,
+            seed,
+        }
+    }
+
+    pub(crate) fn seed_position(&self) -> u64 {
+        self.state.borrow().seed_counter
+    }
+
+    pub(crate) fn set_seed_position(&self, counter: u64) {
+        self.state.borrow_mut().seed_counter = counter;
+    }
+
+    /// Whether ops record backward nodes.
+    pub fn is_recording(&self) -> bool {
+        self.record
+    }
+
+    /// Whether dropout is active.
+    pub fn is_training(&self) -> bool {
+        self.training
+    }
+
+    /// The seed this graph derives dropout masks from.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Number of recorded nodes (for tests and diagnostics).
+    pub fn num_nodes(&self) -> usize {
+        self.state.borrow().nodes.len()
+    }
+
+    /// A fresh seed for one random op call, deterministic in call order.
+    pub fn next_seed(&self) -> u64 {
+        let mut s = self.state.borrow_mut();
+        s.seed_counter += 1;
+        rng::derive_seed(self.seed, s.seed_counter)
+    }
+
+    fn new_id(&self) -> usize {
+        let mut s = self.state.borrow_mut();
+        s.next_var += 1;
+        s.next_var - 1
+    }
+
+    /// A value that needs no gradient (inputs, masks, constants).
+    pub fn input(&self, value: Tensor) -> Var {
+        Var {
+            id: self.new_id(),
+            value,
+            requires_grad: false,
+        }
+    }
+
+    /// A leaf whose gradient is wanted (read it back with [`Grads::of`]).
+    pub fn leaf(&self, value: Tensor) -> Var {
+        let id = self.new_id();
+        if self.record {
+            self.state.borrow_mut().leaves.push((id, Leaf::Input));
+        }
+        Var {
+            id,
+            value,
+            requires_grad: self.record,
+        }
+    }
+
+    /// A parameter of a store; it requires a gradient when trainable and recording.
+    pub fn param(&self, store: &ParamStore, id: ParamId) -> Var {
+        let p = store.get(id);
+        self.param_value(id, p.value.clone(), p.trainable)
+    }
+
+    /// A parameter given by id and value (for callers that keep values outside a store).
+    pub fn param_value(&self, id: ParamId, value: Tensor, trainable: bool) -> Var {
+        let var_id = self.new_id();
+        let requires_grad = self.record && trainable;
+        if requires_grad {
+            self.state
+                .borrow_mut()
+                .leaves
+                .push((var_id, Leaf::Param(id)));
+        }
+        Var {
+            id: var_id,
+            value,
+            requires_grad,
+        }
+    }
+
+    /// True if recording and any of `inputs` requires a gradient.
+    pub fn needs_grad(&self, inputs: &[Option<&Var>]) -> bool {
+        self.record && inputs.iter().flatten().any(|v| v.requires_grad)
+    }
+
+    /// Records an op with one output. `make` builds the backward node only if needed.
+    pub fn record<F>(&self, output: Tensor, inputs: &[Option<&Var>], make: F) -> Var
+    where
+        F: FnOnce() -> Box<dyn BackwardOp + 'm>,
+    {
+        self.record_many(vec![output], inputs, make)
+            .pop()
+            .expect("one output")
+    }
+
+    /// Records an op with several outputs.
+    pub fn record_many<F>(&self, outputs: Vec<Tensor>, inputs: &[Option<&Var>], make: F) -> Vec<Var>
+    where
+        F: FnOnce() -> Box<dyn BackwardOp + 'm>,
+    {
+        let requires_grad = self.needs_grad(inputs);
+        let vars: Vec<Var> = outputs
+            .into_iter()
+            .map(|value| Var {
+                id: self.new_id(),
+                value,
+                requires_grad,
+            })
+            .collect();
+        if requires_grad {
+            let node = Node {
+                inputs: inputs
+                    .iter()
+                    .map(|v| v.and_then(|v| v.requires_grad.then_some(v.id)))
+                    .collect(),
+                outputs: vars.iter().map(|v| v.id).collect(),
+                op: make(),
+            };
+            self.state.borrow_mut().nodes.push(node);
+        }
+        vars
+    }
+
+    /// Back-propagates from a scalar `loss` (seed gradient 1) into `grads`. The tape is
+    /// consumed: a second backward on the same graph sees no nodes.
+    pub fn backward(&self, loss: &Var, grads: &mut Grads) -> Result<()> {
+        if loss.value.numel() != 1 {
+            return Err(EngineError::Autograd(format!(
+                "backward needs a scalar loss, got shape {:?}; use backward_with for other outputs",
+                loss.shape()
+            )));
+        }
+        let seed = Tensor::full(loss.shape(), 1.0, loss.value.dtype(), loss.value.device())?;
+        self.backward_with(&[(loss, seed)], grads)
+    }
+
+    /// Back-propagates from several outputs with given gradients.
+    pub fn backward_with(&self, seeds: &[(&Var, Tensor)], grads: &mut Grads) -> Result<()> {
+        let (nodes, leaves) = {
+            let mut s = self.state.borrow_mut();
+            (std::mem::take(&mut s.nodes), std::mem::take(&mut s.leaves))
+        };
+        let mut acc: HashMap<usize, Tensor> = HashMap::new();
+        for (var, g) in seeds {
+            if g.shape() != var.shape() {
+                return Err(EngineError::shape(
+                    "backward",
+                    var.shape(),
+                    g.shape(),
+                    "seed gradient must match the output",
+                ));
+            }
+            if var.requires_grad {
+                add_grad(&mut acc, var.id, g.clone())?;
+            }
+        }
+        let mut ctx = BackwardCtx { grads };
+        for node in nodes.into_iter().rev() {
+            let outs: Vec<Option<Tensor>> = node.outputs.iter().map(|id| acc.remove(id)).collect();
+            if outs.iter().all(Option::is_none) {
+                continue;
+            }
+            let needs: Vec<bool> = node.inputs.iter().map(Option::is_some).collect();
+            let name = node.op.name();
+            let in_grads = node.op.backward(&mut ctx, &needs, outs)?;
+            if in_grads.len() != node.inputs.len() {
+                return Err(EngineError::Autograd(format!(
+                    "{name}: backward returned {} gradients for {} inputs",
+                    in_grads.len(),
+                    node.inputs.len()
+                )));
+            }
+            for (input, g) in node.inputs.iter().zip(in_grads) {
+                if let (Some(id), Some(g)) = (input, g) {
+                    add_grad(&mut acc, *id, g)?;
+                }
+            }
+        }
+        for (id, leaf) in leaves {
+            if let Some(g) = acc.remove(&id) {
+                match leaf {
+                    Leaf::Param(p) => ctx.grads.add_param(p, g)?,
+                    Leaf::Input => ctx.grads.add_leaf(id, g)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn add_grad(acc: &mut HashMap<usize, Tensor>, id: usize, g: Tensor) -> Result<()> {
+    match acc.get_mut(&id) {
+        Some(existing) => {
+            if existing.shape() != g.shape() {
+                return Err(EngineError::Autograd(format!(
+                    "gradient of shape {:?} added to {:?}",
+                    g.shape(),
+                    existing.shape()
+                )));
+            }
+            backend::common("grad_accumulate", &[existing, &g])?.add_assign(existing, &g)
+        }
+        None => {
+            acc.insert(id, g);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! Softmax cross-entropy fused with the output projection (logits = h·Wᵀ + b), processed in
+//! chunks of tokens so the `[tokens, vocab]` logits are never held at once.
+//!
+//! Because the loss is a scalar, its gradient is linear in the upstream gradient: the forward
+//! computes dh, dW and db for an upstream gradient of 1 while each chunk's logits are hot in
+//! cache, and the backward only rescales them. No logits are recomputed.
+//!
+//! For per-token log-probabilities that feed other losses (DPO and friends), [`logprobs_forward`]
+//! and [`logprobs_backward`] recompute the chunk logits in the backward instead.
+
+use rayon::prelude::*;
+
+use super::gemm::{matmul, MatMut, MatRef};
+use super::linear::column_sums;
+use crate::dtype::Real;
+use crate::error::{EngineError, Result};
+
+/// How the loss treats labels.
+#[derive(Debug, Clone, Copy)]
+pub struct CeOptions {
+    /// Label value that contributes nothing (PyTorch's default is -100).
+    pub ignore_index: i64,
+    /// Label smoothing ε: the target is (1−ε)·one-hot + ε/V.
+    pub label_smoothing: f64,
+    /// Divide the weighted sum by this instead of the total weight of non-ignored tokens
+    /// (used to normalise by the tokens of a whole accumulated batch).
+    pub normalizer: Option<f64>,
+}
+
+/// What the fused forward returns.
+pub struct CeOutput<T> {
+    /// Σ weightᵢ·lossᵢ / normalizer.
+    pub loss: f64,
+    /// log p(labelᵢ) per token (0 for ignored tokens).
+    pub token_logprobs: Vec<T>,
+    /// The normaliser used.
+    pub normalizer: f64,
+    /// Number of tokens that were not ignored.
+    pub counted: usize,
+    /// d loss / d h for an upstream gradient of 1, `[n, d]`.
+    pub dh: Option<Vec<T>>,
+    /// d loss / d W, `[V, d]`.
+    pub dw: Option<Vec<T>>,
+    /// d loss / d b, `[V]`.
+    pub db: Option<Vec<T>>,
+}
+
+/// Tokens per chunk: about four million logits, at least 16 rows.
+pub fn chunk_rows(vocab: usize) -> usize {
+    (4 * 1024 * 1024 / vocab.max(1)).clamp(16, 1024)
+}
+
+fn check_labels(labels: &[i64], vocab: usize, ignore_index: i64) -> Result<()> {
+    for (i, &y) in labels.iter().enumerate() {
+        if y != ignore_index && (y < 0 || y as usize >= vocab) {
+            return Err(EngineError::invalid(
+                "cross_entropy",
+                format!("label {y} at position {i} is outside [0, {vocab}) and is not the ignore index {ignore_index}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn chunk_logits<T: Real>(
+    h: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    rows: usize,
+    d: usize,
+    v: usize,
+) -> Vec<T> {
+    let mut logits = vec![T::ZERO; rows * v];
+    super::linear::forward_into(&mut logits, h, w, b, rows, d, v);
+    logits
+}
+
+/// Row log-sum-exp.
+#[inline]
+fn row_lse<T: Real>(row: &[T]) -> T {
+    let m = super::reduce::max(row);
+    let mut s = T::ZERO;
+    for &x in row {
+        s += (x - m).exp();
+    }
+    m + s.ln()
+}
+
+/// Fused forward (+ eager gradients for an upstream gradient of 1 when requested).
+#[allow(clippy::too_many_arguments)]
+pub fn forward<T: Real>(
+    h: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    labels: &[i64],
+    weights: Option<&[T]>,
+    n: usize,
+    d: usize,
+    v: usize,
+    opts: CeOptions,
+    need_dh: bool,
+    need_dw: bool,
+    need_db: bool,
+) -> Result<CeOutput<T>> {
+    check_labels(labels, v, opts.ignore_index)?;
+    let weight_of = |i: usize| weights.map_or(1.0, |w| w[i].to_f64());
+    let mut counted = 0usize;
+    let mut total_weight = 0.0f64;
+    for (i, &y) in labels.iter().enumerate() {
+        if y != opts.ignore_index {
+            counted += 1;
+            total_weight += weight_of(i);
+        }
+    }
+    let norm = opts.normalizer.unwrap_or(total_weight);
+    let inv_norm = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+    let eps = opts.label_smoothing;
+    let want_grad = need_dh || need_dw || need_db;
+    let mut token_logprobs = vec![T::ZERO; n];
+    let mut dh = need_dh.then(|| vec![T::ZERO; n * d]);
+    let mut dw = need_dw.then(|| vec![T::ZERO; v * d]);
+    let mut db = need_db.then(|| vec![T::ZERO; v]);
+    let mut loss_sum = 0.0f64;
+    let c = chunk_rows(v);
+    let mut r0 = 0;
+    while r0 < n {
+        let rows = c.min(n - r0);
+        let hc = &h[r0 * d..(r0 + rows) * d];
+        let mut logits = chunk_logits(hc, w, b, rows, d, v);
+        let lc = &labels[r0..r0 + rows];
+        let lp_chunk = &mut token_logprobs[r0..r0 + rows];
+        let losses: Vec<f64> = logits
+            .par_chunks_mut(v)
+            .zip(lp_chunk.par_iter_mut())
+            .enumerate()
+            .map(|(r, (row, lp))| {
+                let y = lc[r];
+                if y == opts.ignore_index {
+                    if want_grad {
+                        row.fill(T::ZERO);
+                    }
+                    return 0.0;
+                }
+                let y = y as usize;
+                let lse = row_lse(row);
+                let logp = row[y] - lse;
+                *lp = logp;
+                let mut loss = -(1.0 - eps) * logp.to_f64();
+                if eps > 0.0 {
+                    let mean_logit = super::reduce::sum(row).to_f64() / v as f64;
+                    loss -= eps * (mean_logit - lse.to_f64());
+                }
+                let wt = weight_of(r0 + r);
+                if want_grad {
+                    let g = T::from_f64(wt * inv_norm);
+                    let smooth = T::from_f64(eps / v as f64);
+                    for x in row.iter_mut() {
+                        *x = ((*x - lse).exp() - smooth) * g;
+                    }
+                    row[y] -= T::from_f64((1.0 - eps) * wt * inv_norm);
+                }
+                wt * loss
+            })
+            .collect();
+        loss_sum += losses.iter().sum::<f64>();
+        if let Some(dh) = dh.as_mut() {
+            matmul(
+                MatMut::row_major(&mut dh[r0 * d..(r0 + rows) * d], rows, d),
+                MatRef::row_major(&logits, rows, v),
+                MatRef::row_major(w, v, d),
+                T::ONE,
+                false,
+            );
+        }
+        if let Some(dw) = dw.as_mut() {
+            matmul(
+                MatMut::row_major(dw, v, d),
+                MatRef::row_major(&logits, rows, v).t(),
+                MatRef::row_major(hc, rows, d),
+                T::ONE,
+                true,
+            );
+        }
+        if let Some(db) = db.as_mut() {
+            for (a, s) in db.iter_mut().zip(column_sums(&logits, rows, v)) {
+                *a += s;
+            }
+        }
+        r0 += rows;
+    }
+    Ok(CeOutput {
+        loss: loss_sum * inv_norm,
+        token_logprobs,
+        normalizer: norm,
+        counted,
+        dh,
+        dw,
+        db,
+    })
+}
+
+/// Per-token log p(label) and log-sum-exp, without gradients (ignored tokens get 0).
+#[allow(clippy::too_many_arguments)]
+pub fn logprobs_forward<T: Real>(
+    h: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    labels: &[i64],
+    n: usize,
+    d: usize,
+    v: usize,
+    ignore_index: i64,
+) -> Result<(Vec<T>, Vec<T>)> {
+    check_labels(labels, v, ignore_index)?;
+    let mut logp = vec![T::ZERO; n];
+    let mut lse = vec![T::ZERO; n];
+    let c = chunk_rows(v);
+    let mut r0 = 0;
+    while r0 < n {
+        let rows = c.min(n - r0);
+        let logits = chunk_logits(&h[r0 * d..(r0 + rows) * d], w, b, rows, d, v);
+        logits
+            .par_chunks(v)
+            .zip(
+                logp[r0..r0 + rows]
+                    .par_iter_mut()
+                    .zip(lse[r0..r0 + rows].par_iter_mut()),
+            )
+            .enumerate()
+            .for_each(|(r, (row, (lp, ls)))| {
+                let y = labels[r0 + r];
+                let l = row_lse(row);
+                *ls = l;
+                if y != ignore_index {
+                    *lp = row[y as usize] - l;
+                }
+            });
+        r0 += rows;
+    }
+    Ok((logp, lse))
+}
+
+/// Backward of [`logprobs_forward`] from per-token upstream gradients `dlogp [n]`.
+#[allow(clippy::too_many_arguments)]
+pub fn logprobs_backward<T: Real>(
+    dlogp: &[T],
+    h: &[T],
+    w: &[T],
+    b: Option<&[T]>,
+    labels: &[i64],
+    lse: &[T],
+    n: usize,
+    d: usize,
+    v: usize,
+    ignore_index: i64,
+    need: (bool, bool, bool),
+) -> (Option<Vec<T>>, Option<Vec<T>>, Option<Vec<T>>) {
+    let (need_dh, need_dw, need_db) = need;
+    let mut dh = need_dh.then(|| vec![T::ZERO; n * d]);
+    let mut dw = need_dw.then(|| vec![T::ZERO; v * d]);
+    let mut db = need_db.then(|| vec![T::ZERO; v]);
+    let c = chunk_rows(v);
+    let mut r0 = 0;
+    while r0 < n {
+        let rows = c.min(n - r0);
+        let hc = &h[r0 * d..(r0 + rows) * d];
+        let mut g = chunk_logits(hc, w, b, rows, d, v);
+        g.par_chunks_mut(v).enumerate().for_each(|(r, row)| {
+            let i = r0 + r;
+            let y = labels[i];
+            if y == ignore_index {
+                row.fill(T::ZERO);
+                return;
+            }
+            let (up, l) = (dlogp[i], lse[i]);
+            for x in row.iter_mut() {
+                *x = -(*x - l).exp() * up;
+            }
+            row[y as usize] += up;
+        });
+        if let Some(dh) = dh.as_mut() {
+            matmul(
+                MatMut::row_major(&mut dh[r0 * d..(r0 + rows) * d], rows, d),
+                MatRef::row_major(&g, rows, v),
+                MatRef::row_major(w, v, d),
+                T::ONE,
+                false,
+            );
+        }
+        if let Some(dw) = dw.as_mut() {
+            matmul(
+                MatMut::row_major(dw, v, d),
+                MatRef::row_major(&g, rows, v).t(),
+                MatRef::row_major(hc, rows, d),
+                T::ONE,
+                true,
+            );
+        }
+        if let Some(db) = db.as_mut() {
+            for (a, s) in db.iter_mut().zip(column_sums(&g, rows, v)) {
+                *a += s;
+            }
+        }
+        r0 += rows;
+    }
+    (dh, dw, db)
+}

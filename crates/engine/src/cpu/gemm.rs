@@ -1,0 +1,217 @@
+//! Strided matrix views and the one GEMM entry point every CPU kernel uses
+//! (the `gemm` crate: packed, AVX2/AVX-512 micro-kernels, rayon-parallel).
+
+use std::marker::PhantomData;
+
+use crate::dtype::Real;
+use crate::threads;
+
+/// A read-only strided matrix view: element (i, j) is at `ptr + i*rs + j*cs`.
+#[derive(Clone, Copy)]
+pub struct MatRef<'a, T> {
+    ptr: *const T,
+    rows: usize,
+    cols: usize,
+    rs: isize,
+    cs: isize,
+    _life: PhantomData<&'a T>,
+}
+
+fn check_extent(len: usize, offset: usize, rows: usize, cols: usize, rs: usize, cs: usize) {
+    if rows > 0 && cols > 0 {
+        let last = offset + (rows - 1) * rs + (cols - 1) * cs;
+        assert!(
+            last < len,
+            "matrix view out of bounds: last index {last} >= len {len}"
+        );
+    }
+}
+
+impl<'a, T: Real> MatRef<'a, T> {
+    /// A row-major `rows × cols` matrix over a slice.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self::strided(data, 0, rows, cols, cols, 1)
+    }
+
+    /// A general strided view starting at `offset`; bounds are checked.
+    pub fn strided(
+        data: &'a [T],
+        offset: usize,
+        rows: usize,
+        cols: usize,
+        rs: usize,
+        cs: usize,
+    ) -> Self {
+        check_extent(data.len(), offset, rows, cols, rs, cs);
+        MatRef {
+            ptr: data[offset.min(data.len())..].as_ptr(),
+            rows,
+            cols,
+            rs: rs as isize,
+            cs: cs as isize,
+            _life: PhantomData,
+        }
+    }
+
+    /// The transpose (no copy).
+    pub fn t(self) -> Self {
+        MatRef {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+}
+
+/// A mutable strided matrix view.
+pub struct MatMut<'a, T> {
+    ptr: *mut T,
+    rows: usize,
+    cols: usize,
+    rs: isize,
+    cs: isize,
+    _life: PhantomData<&'a mut T>,
+}
+
+impl<'a, T: Real> MatMut<'a, T> {
+    /// A row-major `rows × cols` matrix over a mutable slice.
+    pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
+        Self::strided(data, 0, rows, cols, cols, 1)
+    }
+
+    /// A general strided mutable view starting at `offset`; bounds are checked.
+    pub fn strided(
+        data: &'a mut [T],
+        offset: usize,
+        rows: usize,
+        cols: usize,
+        rs: usize,
+        cs: usize,
+    ) -> Self {
+        check_extent(data.len(), offset, rows, cols, rs, cs);
+        let start = offset.min(data.len());
+        MatMut {
+            ptr: data[start..].as_mut_ptr(),
+            rows,
+            cols,
+            rs: rs as isize,
+            cs: cs as isize,
+            _life: PhantomData,
+        }
+    }
+
+    /// A view over raw memory, for parallel kernels whose threads write disjoint strided
+    /// regions of one buffer.
+    ///
+    /// # Safety
+    /// Every element `ptr + i*rs + j*cs` must be valid for writes for `'a`, and no other
+    /// thread may access those elements while the view lives.
+    pub unsafe fn from_raw(ptr: *mut T, rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        MatMut {
+            ptr,
+            rows,
+            cols,
+            rs: rs as isize,
+            cs: cs as isize,
+            _life: PhantomData,
+        }
+    }
+}
+
+/// A raw pointer that may cross threads; kernels use it to hand disjoint output regions to
+/// rayon workers.
+#[derive(Clone, Copy)]
+pub struct SendPtr<T>(pub *mut T);
+// SAFETY: users guarantee disjoint access (see `MatMut::from_raw`).
+unsafe impl<T> Send for SendPtr<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The wrapped pointer.
+    #[inline(always)]
+    pub fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// `dst = [dst if accumulate] + alpha·(a × b)`, choosing the thread count from the size.
+///
+/// Panics (an engine bug, not a user error) if the dimensions disagree; the ops validate
+/// user shapes before any kernel runs.
+pub fn matmul<T: Real>(
+    dst: MatMut<'_, T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    alpha: T,
+    accumulate: bool,
+) {
+    let par = threads::gemm_parallelism(a.rows, b.cols, a.cols);
+    matmul_with(dst, a, b, alpha, accumulate, par)
+}
+
+/// Like [`matmul`] but always on the calling thread (for use inside parallel loops).
+pub fn matmul_serial<T: Real>(
+    dst: MatMut<'_, T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    alpha: T,
+    accumulate: bool,
+) {
+    matmul_with(dst, a, b, alpha, accumulate, gemm::Parallelism::None)
+}
+
+fn matmul_with<T: Real>(
+    dst: MatMut<'_, T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    alpha: T,
+    accumulate: bool,
+    par: gemm::Parallelism,
+) {
+    assert_eq!(a.cols, b.rows, "gemm inner dimensions");
+    assert_eq!(dst.rows, a.rows, "gemm output rows");
+    assert_eq!(dst.cols, b.cols, "gemm output cols");
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m as isize {
+                for j in 0..n as isize {
+                    // SAFETY: inside the view's extent.
+                    unsafe { *dst.ptr.offset(i * dst.rs + j * dst.cs) = T::ZERO };
+                }
+            }
+        }
+        return;
+    }
+    // SAFETY: the views' extents were checked at construction (or promised by `from_raw`);
+    // gemm reads `a`, `b` and writes `dst` only inside them.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.ptr,
+            dst.cs,
+            dst.rs,
+            accumulate,
+            a.ptr,
+            a.cs,
+            a.rs,
+            b.ptr,
+            b.cs,
+            b.rs,
+            T::ONE,
+            alpha,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}

@@ -1,0 +1,22 @@
+//! CPU kernels, generic over f32 (training) and f64 (gradient checks). Each file holds one op's
+//! forward and backward side by side; the [`crate::backend::CpuBackend`] unpacks tensors and
+//! calls them.
+
+pub mod activation;
+pub mod attention;
+pub mod cross_entropy;
+pub mod dropout;
+pub mod elementwise;
+pub mod embedding;
+pub mod gemm;
+pub mod layer_norm;
+pub mod linear;
+pub mod lora;
+pub mod math;
+pub mod matmul;
+pub mod pool;
+pub mod reduce;
+pub mod rms_norm;
+pub mod rope;
+pub mod shape;
+pub mod softmax;

@@ -1,0 +1,235 @@
+//! Element types. Compute happens in f32 (f64 for gradient checks); bf16/f16 are storage
+//! formats converted on load; i64/u32 hold token ids and labels.
+
+use half::{bf16, f16};
+
+/// The element type of a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// 32-bit float: the compute type.
+    F32,
+    /// 64-bit float: used by finite-difference gradient checks.
+    F64,
+    /// bfloat16 storage.
+    BF16,
+    /// IEEE half storage.
+    F16,
+    /// 64-bit signed integers (token ids, labels with -100).
+    I64,
+    /// 32-bit unsigned integers (indices, masks).
+    U32,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size_in_bytes(self) -> usize {
+        match self {
+            DType::F32 | DType::U32 => 4,
+            DType::F64 | DType::I64 => 8,
+            DType::BF16 | DType::F16 => 2,
+        }
+    }
+
+    /// True for the floating-point types that ops compute in (f32, f64).
+    pub fn is_compute_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64)
+    }
+
+    /// The lower-case name used in configs and safetensors headers (`f32`, `bf16`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+            DType::BF16 => "bf16",
+            DType::F16 => "f16",
+            DType::I64 => "i64",
+            DType::U32 => "u32",
+        }
+    }
+}
+
+/// A Rust type that can be stored in a tensor.
+pub trait Element: Copy + Send + Sync + std::fmt::Debug + 'static {
+    /// The tag of this type.
+    const DTYPE: DType;
+}
+
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+}
+impl Element for f64 {
+    const DTYPE: DType = DType::F64;
+}
+impl Element for bf16 {
+    const DTYPE: DType = DType::BF16;
+}
+impl Element for f16 {
+    const DTYPE: DType = DType::F16;
+}
+impl Element for i64 {
+    const DTYPE: DType = DType::I64;
+}
+impl Element for u32 {
+    const DTYPE: DType = DType::U32;
+}
+
+/// A float type the CPU kernels compute in: f32 for training, f64 for gradient checks.
+pub trait Real:
+    Element
+    + Default
+    + PartialOrd
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+    + std::ops::DivAssign
+    + std::iter::Sum
+{
+    /// Additive identity.
+    const ZERO: Self;
+    /// Multiplicative identity.
+    const ONE: Self;
+    /// Negative infinity (the masked score).
+    const NEG_INFINITY: Self;
+    /// Converts from f64 (rounding for f32).
+    fn from_f64(v: f64) -> Self;
+    /// Converts from f32.
+    fn from_f32(v: f32) -> Self;
+    /// Widens to f64.
+    fn to_f64(self) -> f64;
+    /// Narrows to f32.
+    fn to_f32(self) -> f32;
+    /// e^x.
+    fn exp(self) -> Self;
+    /// Natural logarithm.
+    fn ln(self) -> Self;
+    /// Square root.
+    fn sqrt(self) -> Self;
+    /// Hyperbolic tangent.
+    fn tanh(self) -> Self;
+    /// The error function.
+    fn erf(self) -> Self;
+    /// Fused multiply-add: self * a + b.
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    /// The larger of two values (NaN-propagating is not required).
+    fn max(self, other: Self) -> Self;
+    /// Absolute value.
+    fn abs(self) -> Self;
+    /// Sine.
+    fn sin(self) -> Self;
+    /// Cosine.
+    fn cos(self) -> Self;
+    /// True unless NaN or infinite.
+    fn is_finite(self) -> bool;
+    /// Power with a float exponent.
+    fn powf(self, e: Self) -> Self;
+    /// e^x in a form that vectorizes inside kernel loops (f32: a 2-ulp polynomial; f64: exact).
+    fn fast_exp(self) -> Self;
+    /// tanh that vectorizes (f32: within 2e-7; f64: exact).
+    fn fast_tanh(self) -> Self;
+    /// erf that vectorizes (f32: within 2e-7; f64: exact).
+    fn fast_erf(self) -> Self;
+}
+
+macro_rules! impl_real {
+    ($t:ty, $erf:path, $fexp:path, $ftanh:path, $ferf:path) => {
+        impl Real for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
+            #[inline(always)]
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn from_f32(v: f32) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            #[inline(always)]
+            fn to_f32(self) -> f32 {
+                self as f32
+            }
+            #[inline(always)]
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            #[inline(always)]
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            #[inline(always)]
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            #[inline(always)]
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
+            #[inline(always)]
+            fn erf(self) -> Self {
+                $erf(self)
+            }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
+            }
+            #[inline(always)]
+            fn max(self, other: Self) -> Self {
+                if self > other {
+                    self
+                } else {
+                    other
+                }
+            }
+            #[inline(always)]
+            fn abs(self) -> Self {
+                <$t>::abs(self)
+            }
+            #[inline(always)]
+            fn sin(self) -> Self {
+                <$t>::sin(self)
+            }
+            #[inline(always)]
+            fn cos(self) -> Self {
+                <$t>::cos(self)
+            }
+            #[inline(always)]
+            fn is_finite(self) -> bool {
+                <$t>::is_finite(self)
+            }
+            #[inline(always)]
+            fn powf(self, e: Self) -> Self {
+                <$t>::powf(self, e)
+            }
+            #[inline(always)]
+            fn fast_exp(self) -> Self {
+                $fexp(self)
+            }
+            #[inline(always)]
+            fn fast_tanh(self) -> Self {
+                $ftanh(self)
+            }
+            #[inline(always)]
+            fn fast_erf(self) -> Self {
+                $ferf(self)
+            }
+        }
+    };
+}
+
+impl_real!(
+    f32,
+    libm::erff,
+    crate::cpu::math::exp_f32,
+    crate::cpu::math::tanh_f32,
+    crate::cpu::math::erf_f32
+);
+impl_real!(f64, libm::erf, f64::exp, f64::tanh, libm::erf);

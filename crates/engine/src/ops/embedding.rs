@@ -1,0 +1,52 @@
+//! embedding: gather table rows by id; backward scatter-adds into the table's gradient.
+
+use super::{expect_rank, float_backend, single};
+use crate::autograd::{BackwardCtx, BackwardOp};
+use crate::dtype::DType;
+use crate::error::{EngineError, Result};
+use crate::{Graph, Tensor, Var};
+
+struct EmbeddingBackward {
+    ids: Tensor,
+    vocab: usize,
+}
+
+impl<'m> Graph<'m> {
+    /// `ids [...]` (i64 or u32) into `table [V, d]` → `[..., d]`. Ids outside `[0, V)` are an error.
+    pub fn embedding(&self, ids: &Tensor, table: &Var) -> Result<Var> {
+        const OP: &str = "embedding";
+        let be = float_backend(OP, &[table])?;
+        expect_rank(OP, "table", table.value(), 2)?;
+        if !matches!(ids.dtype(), DType::I64 | DType::U32) {
+            return Err(EngineError::DType {
+                op: OP,
+                got: ids.dtype(),
+                expected: "i64 or u32 ids".into(),
+            });
+        }
+        let y = be.embedding_fwd(ids, table.value())?;
+        Ok(self.record(y, &[Some(table)], || {
+            Box::new(EmbeddingBackward {
+                ids: ids.clone(),
+                vocab: table.shape()[0],
+            })
+        }))
+    }
+}
+
+impl BackwardOp for EmbeddingBackward {
+    fn name(&self) -> &'static str {
+        "embedding"
+    }
+
+    fn backward(
+        self: Box<Self>,
+        _: &mut BackwardCtx<'_>,
+        _needs: &[bool],
+        grads: Vec<Option<Tensor>>,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let dy = single("embedding", grads)?;
+        let be = crate::backend::common("embedding_backward", &[&dy])?;
+        Ok(vec![Some(be.embedding_bwd(&dy, &self.ids, self.vocab)?)])
+    }
+}

@@ -1,0 +1,306 @@
+//! The tensor: a contiguous row-major block of elements with a shape, on a device.
+//! Cloning is cheap (the storage is shared); writing through [`Tensor::as_mut_slice`]
+//! copies first if the storage is shared, so a tensor never changes under another owner.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::dtype::DType;
+use crate::error::{EngineError, Result};
+use crate::storage::{CpuStorage, HostElement, Storage};
+use crate::Device;
+
+/// An n-dimensional array. Always contiguous and row-major.
+#[derive(Clone)]
+pub struct Tensor {
+    storage: Arc<Storage>,
+    shape: Vec<usize>,
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Tensor({:?}, {:?}, {})",
+            self.shape,
+            self.dtype(),
+            self.device()
+        )
+    }
+}
+
+/// Number of elements of a shape.
+pub fn numel(shape: &[usize]) -> usize {
+    shape.iter().product()
+}
+
+impl Tensor {
+    /// Wraps storage of the right length.
+    pub fn from_storage(storage: Storage, shape: &[usize]) -> Result<Tensor> {
+        if storage.len() != numel(shape) {
+            return Err(EngineError::shape(
+                "from_storage",
+                &[storage.len()],
+                shape,
+                "storage length must equal the product of the shape",
+            ));
+        }
+        Ok(Tensor {
+            storage: Arc::new(storage),
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// A host tensor from a vector; the length must match the shape.
+    pub fn from_vec<T: HostElement>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
+        Tensor::from_storage(Storage::Cpu(T::into_storage(data)), shape)
+    }
+
+    /// A host tensor copied from a slice.
+    pub fn from_slice<T: HostElement>(data: &[T], shape: &[usize]) -> Result<Tensor> {
+        Tensor::from_vec(data.to_vec(), shape)
+    }
+
+    /// A zero-filled tensor.
+    pub fn zeros(shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
+        let host =
+            Tensor::from_storage(Storage::Cpu(CpuStorage::zeros(dtype, numel(shape))), shape)?;
+        host.to_device(device)
+    }
+
+    /// A tensor filled with one value (converted to `dtype`).
+    pub fn full(shape: &[usize], value: f64, dtype: DType, device: Device) -> Result<Tensor> {
+        let n = numel(shape);
+        let host = Tensor::from_vec(vec![value; n], shape)?.to_dtype(dtype)?;
+        host.to_device(device)
+    }
+
+    /// A zero-dimensional f32 tensor.
+    pub fn scalar(value: f32) -> Tensor {
+        Tensor {
+            storage: Arc::new(Storage::Cpu(CpuStorage::F32(vec![value]))),
+            shape: vec![],
+        }
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// Number of dimensions.
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// Size of one dimension; negative indices count from the end.
+    pub fn dim(&self, d: isize) -> Result<usize> {
+        let r = self.rank() as isize;
+        let i = if d < 0 { r + d } else { d };
+        if i < 0 || i >= r {
+            return Err(EngineError::shape(
+                "dim",
+                &self.shape,
+                &[],
+                format!("dimension {d} out of range"),
+            ));
+        }
+        Ok(self.shape[i as usize])
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.storage.dtype()
+    }
+
+    /// Device holding the data.
+    pub fn device(&self) -> Device {
+        self.storage.device()
+    }
+
+    /// The underlying storage.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// True when both tensors share the same storage allocation.
+    pub fn same_storage(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.storage, &other.storage)
+    }
+
+    /// The host storage, or an error naming `op` for device tensors.
+    pub fn cpu_storage(&self) -> Result<&CpuStorage> {
+        match &*self.storage {
+            Storage::Cpu(c) => Ok(c),
+            Storage::Device(d) => Err(EngineError::Device {
+                op: "cpu_storage",
+                lhs: d.device(),
+                rhs: Device::Cpu,
+            }),
+        }
+    }
+
+    /// Borrows the elements of a host tensor of type `T`.
+    pub fn as_slice<T: HostElement>(&self) -> Result<&[T]> {
+        let c = self.cpu_storage()?;
+        T::slice(c).ok_or_else(|| EngineError::DType {
+            op: "as_slice",
+            got: c.dtype(),
+            expected: T::DTYPE.name().to_string(),
+        })
+    }
+
+    /// Mutably borrows the elements of a host tensor, copying first if the storage is shared.
+    pub fn as_mut_slice<T: HostElement>(&mut self) -> Result<&mut [T]> {
+        if Arc::get_mut(&mut self.storage).is_none() {
+            self.storage = Arc::new(self.storage.try_clone()?);
+        }
+        let storage = Arc::get_mut(&mut self.storage).expect("storage is unique after copy");
+        match storage {
+            Storage::Cpu(c) => {
+                let got = c.dtype();
+                T::slice_mut(c).ok_or_else(|| EngineError::DType {
+                    op: "as_mut_slice",
+                    got,
+                    expected: T::DTYPE.name().to_string(),
+                })
+            }
+            Storage::Device(d) => Err(EngineError::Device {
+                op: "as_mut_slice",
+                lhs: d.device(),
+                rhs: Device::Cpu,
+            }),
+        }
+    }
+
+    /// Copies the elements out as `T` (which must be the tensor's dtype).
+    pub fn to_vec<T: HostElement>(&self) -> Result<Vec<T>> {
+        Ok(self.to_device(Device::Cpu)?.as_slice::<T>()?.to_vec())
+    }
+
+    /// Copies the elements out as f32, converting from any dtype.
+    pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
+        Ok(self.host_storage()?.to_f32_vec())
+    }
+
+    /// Copies the elements out as f64, converting from any dtype.
+    pub fn to_vec_f64(&self) -> Result<Vec<f64>> {
+        Ok(self.host_storage()?.to_f64_vec())
+    }
+
+    fn host_storage(&self) -> Result<CpuStorage> {
+        match &*self.storage {
+            Storage::Cpu(c) => Ok(c.clone()),
+            Storage::Device(d) => d.to_cpu(),
+        }
+    }
+
+    /// The single value of a one-element tensor, as f64.
+    pub fn scalar_value(&self) -> Result<f64> {
+        if self.numel() != 1 {
+            return Err(EngineError::shape(
+                "scalar_value",
+                &self.shape,
+                &[],
+                "expected exactly one element",
+            ));
+        }
+        Ok(self.to_vec_f64()?[0])
+    }
+
+    /// Same data, new shape with the same number of elements. Shares storage.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        if numel(shape) != self.numel() {
+            return Err(EngineError::shape(
+                "reshape",
+                &self.shape,
+                shape,
+                "reshape must keep the number of elements",
+            ));
+        }
+        Ok(Tensor {
+            storage: self.storage.clone(),
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// Converts the elements to another dtype (a no-op sharing storage if already that dtype).
+    pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype() {
+            return Ok(self.clone());
+        }
+        match &*self.storage {
+            Storage::Cpu(c) => Tensor::from_storage(Storage::Cpu(c.convert(dtype)), &self.shape),
+            Storage::Device(_) => crate::backend::for_device(self.device())?.to_dtype(self, dtype),
+        }
+    }
+
+    /// Copies the tensor to `device` (sharing storage if it is already there).
+    pub fn to_device(&self, device: Device) -> Result<Tensor> {
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        match device {
+            Device::Cpu => Tensor::from_storage(Storage::Cpu(self.host_storage()?), &self.shape),
+            _ => {
+                let host = self.to_device(Device::Cpu)?;
+                crate::backend::for_device(device)?.upload(&host)
+            }
+        }
+    }
+
+    /// Deep copy that owns its storage.
+    pub fn deep_clone(&self) -> Result<Tensor> {
+        Ok(Tensor {
+            storage: Arc::new(self.storage.try_clone()?),
+            shape: self.shape.clone(),
+        })
+    }
+
+    /// Checks that this tensor has `dtype`, naming `op` otherwise.
+    pub fn expect_dtype(&self, op: &'static str, dtype: DType) -> Result<()> {
+        if self.dtype() != dtype {
+            return Err(EngineError::DType {
+                op,
+                got: self.dtype(),
+                expected: dtype.name().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that this tensor computes in f32 or f64, naming `op` otherwise.
+    pub fn expect_float(&self, op: &'static str) -> Result<()> {
+        if !self.dtype().is_compute_float() {
+            return Err(EngineError::DType {
+                op,
+                got: self.dtype(),
+                expected: "f32 or f64".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Largest absolute difference to another tensor of the same shape (for tests).
+    pub fn max_abs_diff(&self, other: &Tensor) -> Result<f64> {
+        if self.shape != other.shape {
+            return Err(EngineError::shape(
+                "max_abs_diff",
+                &self.shape,
+                &other.shape,
+                "shapes must match",
+            ));
+        }
+        let a = self.to_vec_f64()?;
+        let b = other.to_vec_f64()?;
+        Ok(a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max))
+    }
+}

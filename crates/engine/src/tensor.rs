@@ -71,8 +71,15 @@ impl Tensor {
     /// A tensor filled with one value (converted to `dtype`).
     pub fn full(shape: &[usize], value: f64, dtype: DType, device: Device) -> Result<Tensor> {
         let n = numel(shape);
-        let host = Tensor::from_vec(vec![value; n], shape)?.to_dtype(dtype)?;
-        host.to_device(device)
+        let storage = match dtype {
+            DType::F32 => CpuStorage::F32(vec![value as f32; n]),
+            DType::F64 => CpuStorage::F64(vec![value; n]),
+            DType::BF16 => CpuStorage::BF16(vec![half::bf16::from_f64(value); n]),
+            DType::F16 => CpuStorage::F16(vec![half::f16::from_f64(value); n]),
+            DType::I64 => CpuStorage::I64(vec![value as i64; n]),
+            DType::U32 => CpuStorage::U32(vec![value as u32; n]),
+        };
+        Tensor::from_storage(Storage::Cpu(storage), shape)?.to_device(device)
     }
 
     /// A zero-dimensional f32 tensor.

@@ -42,7 +42,7 @@ fn opt<T: HostElement>(v: Option<Vec<T>>, shape: &[usize]) -> Result<Option<Tens
     v.map(|v| t(v, shape)).transpose()
 }
 
-fn opt_slice<'a, T: HostElement>(x: Option<&'a Tensor>) -> Result<Option<&'a [T]>> {
+fn opt_slice<T: HostElement>(x: Option<&Tensor>) -> Result<Option<&[T]>> {
     x.map(|x| x.as_slice::<T>()).transpose()
 }
 

@@ -286,8 +286,10 @@ fn device_factories() -> &'static RwLock<Option<Factory>> {
     F.get_or_init(|| RwLock::new(None))
 }
 
-fn cuda_backends() -> &'static RwLock<Vec<Option<Arc<dyn Backend>>>> {
-    static B: OnceLock<RwLock<Vec<Option<Arc<dyn Backend>>>>> = OnceLock::new();
+type BackendSlots = RwLock<Vec<Option<Arc<dyn Backend>>>>;
+
+fn cuda_backends() -> &'static BackendSlots {
+    static B: OnceLock<BackendSlots> = OnceLock::new();
     B.get_or_init(|| RwLock::new(Vec::new()))
 }
 

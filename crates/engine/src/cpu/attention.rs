@@ -14,9 +14,9 @@ use crate::dtype::Real;
 use crate::rng;
 
 /// Query rows per tile.
-const BR: usize = 64;
+const BR: usize = 128;
 /// Key columns per tile.
-const BC: usize = 64;
+const BC: usize = 128;
 
 /// Sizes of one attention call.
 #[derive(Debug, Clone, Copy)]
@@ -56,30 +56,6 @@ pub struct AttnRule<'a> {
 }
 
 impl AttnRule<'_> {
-    #[inline(always)]
-    fn allowed(&self, dims: &AttnDims, b: usize, i: usize, j: usize) -> bool {
-        let pos = i + dims.s - dims.t;
-        if self.causal && j > pos {
-            return false;
-        }
-        if let Some(w) = self.window {
-            if j + w <= pos {
-                return false;
-            }
-        }
-        if let Some(m) = self.key_mask {
-            if m[b * dims.s + j] == 0 {
-                return false;
-            }
-        }
-        if let Some(seg) = self.segments {
-            if seg[b * dims.t + i] != seg[b * dims.s + j] {
-                return false;
-            }
-        }
-        true
-    }
-
     /// Key range `[lo, hi)` that queries `[i0, i1)` may see (before per-element masks).
     fn key_range(&self, dims: &AttnDims, i0: usize, i1: usize) -> (usize, usize) {
         let off = dims.s - dims.t;
@@ -112,6 +88,53 @@ impl AttnRule<'_> {
         true
     }
 
+    /// Sets the disallowed entries of a `br×bc` score tile at (i0, j0) to −∞: position
+    /// limits by row ranges, then the per-key masks only where present.
+    #[allow(clippy::too_many_arguments)]
+    fn mask_tile<T: Real>(
+        &self,
+        dims: &AttnDims,
+        b: usize,
+        tile: &mut [T],
+        i0: usize,
+        j0: usize,
+        br: usize,
+        bc: usize,
+    ) {
+        let off = dims.s - dims.t;
+        for r in 0..br {
+            let row = &mut tile[r * bc..(r + 1) * bc];
+            let pos = i0 + r + off;
+            if self.causal {
+                // keys j > pos are hidden: columns c > pos − j0
+                let first_hidden = (pos + 1).saturating_sub(j0).min(bc);
+                row[first_hidden..].fill(T::NEG_INFINITY);
+            }
+            if let Some(w) = self.window {
+                // keys j ≤ pos − w are hidden: columns c < pos + 1 − w − j0
+                let visible_from = (pos + 1).saturating_sub(w).saturating_sub(j0).min(bc);
+                row[..visible_from].fill(T::NEG_INFINITY);
+            }
+            if let Some(m) = self.key_mask {
+                let keys = &m[b * dims.s + j0..b * dims.s + j0 + bc];
+                for (x, &k) in row.iter_mut().zip(keys) {
+                    if k == 0 {
+                        *x = T::NEG_INFINITY;
+                    }
+                }
+            }
+            if let Some(seg) = self.segments {
+                let own = seg[b * dims.t + i0 + r];
+                let keys = &seg[b * dims.s + j0..b * dims.s + j0 + bc];
+                for (x, &k) in row.iter_mut().zip(keys) {
+                    if k != own {
+                        *x = T::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+    }
+
     #[inline(always)]
     fn dropout_index(&self, dims: &AttnDims, b: usize, h: usize, i: usize, j: usize) -> u64 {
         ((((b * dims.h + h) * dims.t + i) * dims.s) + j) as u64
@@ -120,6 +143,8 @@ impl AttnRule<'_> {
 
 /// Forward; returns `(o [B,T,H,D], lse [B,H,T])`. Rows that may see no key get o = 0 and
 /// lse = +∞ (their backward contributes nothing).
+// Tile scratch lives on the heap: BR×BC f64 is 128 KB, too much for a worker's stack.
+#[allow(clippy::useless_vec)]
 pub fn forward<T: Real>(
     q: &[T],
     k: &[T],
@@ -172,13 +197,7 @@ pub fn forward<T: Real>(
                         false,
                     );
                     if !rule.tile_is_dense(&dims, i0, j1, i1, j0) {
-                        for r in 0..br {
-                            for c in 0..bc {
-                                if !rule.allowed(&dims, b, i0 + r, j0 + c) {
-                                    st[r * bc + c] = T::NEG_INFINITY;
-                                }
-                            }
-                        }
+                        rule.mask_tile(&dims, b, st, i0, j0, br, bc);
                     }
                     for r in 0..br {
                         let row = &mut st[r * bc..(r + 1) * bc];
@@ -188,15 +207,11 @@ pub fn forward<T: Real>(
                             row.fill(T::ZERO);
                             (T::ONE, T::ZERO)
                         } else {
-                            let mut sum = T::ZERO;
-                            for x in row.iter_mut() {
-                                *x = (*x - m_new).exp();
-                                sum += *x;
-                            }
+                            let sum = super::reduce::exp_in_place_sum(row, m_new);
                             let alpha = if m[r] == T::NEG_INFINITY {
                                 T::ZERO
                             } else {
-                                (m[r] - m_new).exp()
+                                (m[r] - m_new).fast_exp()
                             };
                             (alpha, sum)
                         };
@@ -253,7 +268,7 @@ pub fn forward<T: Real>(
 }
 
 /// Gradients of attention: `(dq, dk, dv)` in the layouts of q, k, v.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::useless_vec)]
 pub fn backward<T: Real>(
     dout: &[T],
     q: &[T],
@@ -348,13 +363,13 @@ pub fn backward<T: Real>(
                         scale,
                         false,
                     );
-                    let dense = rule.tile_is_dense(&dims, i0, j1, i1, j0);
+                    if !rule.tile_is_dense(&dims, i0, j1, i1, j0) {
+                        rule.mask_tile(&dims, b, pt, i0, j0, br, bc);
+                    }
                     for r in 0..br {
                         let li = lse_h[i0 + r];
-                        for c in 0..bc {
-                            let x = &mut pt[r * bc + c];
-                            let ok = dense || rule.allowed(&dims, b, i0 + r, j0 + c);
-                            *x = if ok { (*x - li).exp() } else { T::ZERO };
+                        for x in pt[r * bc..(r + 1) * bc].iter_mut() {
+                            *x = (*x - li).fast_exp();
                         }
                     }
                     // dP = dO·Vᵀ

@@ -45,9 +45,10 @@ pub struct CeOutput<T> {
     pub db: Option<Vec<T>>,
 }
 
-/// Tokens per chunk: about four million logits, at least 16 rows.
+/// Tokens per chunk: about sixteen million logits (64 MB in f32), between 32 and 2048 rows;
+/// large enough for efficient GEMMs, small next to the full `[tokens, vocab]` tensor.
 pub fn chunk_rows(vocab: usize) -> usize {
-    (4 * 1024 * 1024 / vocab.max(1)).clamp(16, 1024)
+    (16 * 1024 * 1024 / vocab.max(1)).clamp(32, 2048)
 }
 
 fn check_labels(labels: &[i64], vocab: usize, ignore_index: i64) -> Result<()> {
@@ -62,28 +63,11 @@ fn check_labels(labels: &[i64], vocab: usize, ignore_index: i64) -> Result<()> {
     Ok(())
 }
 
-fn chunk_logits<T: Real>(
-    h: &[T],
-    w: &[T],
-    b: Option<&[T]>,
-    rows: usize,
-    d: usize,
-    v: usize,
-) -> Vec<T> {
-    let mut logits = vec![T::ZERO; rows * v];
-    super::linear::forward_into(&mut logits, h, w, b, rows, d, v);
-    logits
-}
-
 /// Row log-sum-exp.
 #[inline]
 fn row_lse<T: Real>(row: &[T]) -> T {
     let m = super::reduce::max(row);
-    let mut s = T::ZERO;
-    for &x in row {
-        s += (x - m).exp();
-    }
-    m + s.ln()
+    m + super::reduce::exp_sum(row, m).ln()
 }
 
 /// Fused forward (+ eager gradients for an upstream gradient of 1 when requested).
@@ -121,12 +105,14 @@ pub fn forward<T: Real>(
     let mut dw = need_dw.then(|| vec![T::ZERO; v * d]);
     let mut db = need_db.then(|| vec![T::ZERO; v]);
     let mut loss_sum = 0.0f64;
-    let c = chunk_rows(v);
+    let c = chunk_rows(v).min(n.max(1));
+    let mut buf = vec![T::ZERO; c * v];
     let mut r0 = 0;
     while r0 < n {
         let rows = c.min(n - r0);
         let hc = &h[r0 * d..(r0 + rows) * d];
-        let mut logits = chunk_logits(hc, w, b, rows, d, v);
+        let logits = &mut buf[..rows * v];
+        super::linear::forward_into(logits, hc, w, b, rows, d, v);
         let lc = &labels[r0..r0 + rows];
         let lp_chunk = &mut token_logprobs[r0..r0 + rows];
         let losses: Vec<f64> = logits
@@ -142,20 +128,30 @@ pub fn forward<T: Real>(
                     return 0.0;
                 }
                 let y = y as usize;
-                let lse = row_lse(row);
-                let logp = row[y] - lse;
+                let target_logit = row[y];
+                let mean_logit = if eps > 0.0 {
+                    super::reduce::sum(row).to_f64() / v as f64
+                } else {
+                    0.0
+                };
+                // One exp per logit: the row becomes exp(x − max), whose sum gives the lse and
+                // whose scaled values are the softmax the gradient needs.
+                let m = super::reduce::max(row);
+                let sum_exp = super::reduce::exp_in_place_sum(row, m);
+                let lse = m + sum_exp.ln();
+                let logp = target_logit - lse;
                 *lp = logp;
                 let mut loss = -(1.0 - eps) * logp.to_f64();
                 if eps > 0.0 {
-                    let mean_logit = super::reduce::sum(row).to_f64() / v as f64;
                     loss -= eps * (mean_logit - lse.to_f64());
                 }
                 let wt = weight_of(r0 + r);
                 if want_grad {
                     let g = T::from_f64(wt * inv_norm);
-                    let smooth = T::from_f64(eps / v as f64);
+                    let sg = T::from_f64(eps / v as f64) * g;
+                    let scale = g / sum_exp;
                     for x in row.iter_mut() {
-                        *x = ((*x - lse).exp() - smooth) * g;
+                        *x = x.mul_add(scale, -sg);
                     }
                     row[y] -= T::from_f64((1.0 - eps) * wt * inv_norm);
                 }
@@ -166,7 +162,7 @@ pub fn forward<T: Real>(
         if let Some(dh) = dh.as_mut() {
             matmul(
                 MatMut::row_major(&mut dh[r0 * d..(r0 + rows) * d], rows, d),
-                MatRef::row_major(&logits, rows, v),
+                MatRef::row_major(logits, rows, v),
                 MatRef::row_major(w, v, d),
                 T::ONE,
                 false,
@@ -175,14 +171,14 @@ pub fn forward<T: Real>(
         if let Some(dw) = dw.as_mut() {
             matmul(
                 MatMut::row_major(dw, v, d),
-                MatRef::row_major(&logits, rows, v).t(),
+                MatRef::row_major(logits, rows, v).t(),
                 MatRef::row_major(hc, rows, d),
                 T::ONE,
-                true,
+                r0 > 0,
             );
         }
         if let Some(db) = db.as_mut() {
-            for (a, s) in db.iter_mut().zip(column_sums(&logits, rows, v)) {
+            for (a, s) in db.iter_mut().zip(column_sums(logits, rows, v)) {
                 *a += s;
             }
         }
@@ -199,6 +195,9 @@ pub fn forward<T: Real>(
     })
 }
 
+/// Optional gradients of (h, W, b).
+pub type HeadGrads<T> = (Option<Vec<T>>, Option<Vec<T>>, Option<Vec<T>>);
+
 /// Per-token log p(label) and log-sum-exp, without gradients (ignored tokens get 0).
 #[allow(clippy::too_many_arguments)]
 pub fn logprobs_forward<T: Real>(
@@ -214,11 +213,13 @@ pub fn logprobs_forward<T: Real>(
     check_labels(labels, v, ignore_index)?;
     let mut logp = vec![T::ZERO; n];
     let mut lse = vec![T::ZERO; n];
-    let c = chunk_rows(v);
+    let c = chunk_rows(v).min(n.max(1));
+    let mut buf = vec![T::ZERO; c * v];
     let mut r0 = 0;
     while r0 < n {
         let rows = c.min(n - r0);
-        let logits = chunk_logits(&h[r0 * d..(r0 + rows) * d], w, b, rows, d, v);
+        let logits = &mut buf[..rows * v];
+        super::linear::forward_into(logits, &h[r0 * d..(r0 + rows) * d], w, b, rows, d, v);
         logits
             .par_chunks(v)
             .zip(
@@ -254,17 +255,19 @@ pub fn logprobs_backward<T: Real>(
     v: usize,
     ignore_index: i64,
     need: (bool, bool, bool),
-) -> (Option<Vec<T>>, Option<Vec<T>>, Option<Vec<T>>) {
+) -> HeadGrads<T> {
     let (need_dh, need_dw, need_db) = need;
     let mut dh = need_dh.then(|| vec![T::ZERO; n * d]);
     let mut dw = need_dw.then(|| vec![T::ZERO; v * d]);
     let mut db = need_db.then(|| vec![T::ZERO; v]);
-    let c = chunk_rows(v);
+    let c = chunk_rows(v).min(n.max(1));
+    let mut buf = vec![T::ZERO; c * v];
     let mut r0 = 0;
     while r0 < n {
         let rows = c.min(n - r0);
         let hc = &h[r0 * d..(r0 + rows) * d];
-        let mut g = chunk_logits(hc, w, b, rows, d, v);
+        let g = &mut buf[..rows * v];
+        super::linear::forward_into(g, hc, w, b, rows, d, v);
         g.par_chunks_mut(v).enumerate().for_each(|(r, row)| {
             let i = r0 + r;
             let y = labels[i];
@@ -274,14 +277,14 @@ pub fn logprobs_backward<T: Real>(
             }
             let (up, l) = (dlogp[i], lse[i]);
             for x in row.iter_mut() {
-                *x = -(*x - l).exp() * up;
+                *x = -(*x - l).fast_exp() * up;
             }
             row[y as usize] += up;
         });
         if let Some(dh) = dh.as_mut() {
             matmul(
                 MatMut::row_major(&mut dh[r0 * d..(r0 + rows) * d], rows, d),
-                MatRef::row_major(&g, rows, v),
+                MatRef::row_major(g, rows, v),
                 MatRef::row_major(w, v, d),
                 T::ONE,
                 false,
@@ -290,14 +293,14 @@ pub fn logprobs_backward<T: Real>(
         if let Some(dw) = dw.as_mut() {
             matmul(
                 MatMut::row_major(dw, v, d),
-                MatRef::row_major(&g, rows, v).t(),
+                MatRef::row_major(g, rows, v).t(),
                 MatRef::row_major(hc, rows, d),
                 T::ONE,
                 true,
             );
         }
         if let Some(db) = db.as_mut() {
-            for (a, s) in db.iter_mut().zip(column_sums(&g, rows, v)) {
+            for (a, s) in db.iter_mut().zip(column_sums(g, rows, v)) {
                 *a += s;
             }
         }

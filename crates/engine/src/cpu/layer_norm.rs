@@ -89,7 +89,6 @@ pub fn backward<T: Real>(
     };
     let inv_d = T::from_f64(1.0 / dim as f64);
     let blocks = rows.div_ceil(ROW_BLOCK);
-    let need_params = need_dgamma || need_dbeta;
     let work = |b: usize, dx_block: Option<&mut [T]>| -> (Vec<T>, Vec<T>) {
         let r0 = b * ROW_BLOCK;
         let r1 = (r0 + ROW_BLOCK).min(rows);
@@ -104,20 +103,23 @@ pub fn backward<T: Real>(
             Vec::new()
         };
         let mut dxhat = vec![T::ZERO; dim];
+        let mut xhat = vec![T::ZERO; dim];
         let mut dx_block = dx_block;
         for r in r0..r1 {
             let xr = &x[r * dim..(r + 1) * dim];
             let gr = &dy[r * dim..(r + 1) * dim];
             let (mu, rs) = (mean[r], rstd[r]);
-            if need_params {
+            for i in 0..dim {
+                xhat[i] = (xr[i] - mu) * rs;
+            }
+            if need_dgamma {
                 for i in 0..dim {
-                    let xh = (xr[i] - mu) * rs;
-                    if need_dgamma {
-                        dg[i] = gr[i].mul_add(xh, dg[i]);
-                    }
-                    if need_dbeta {
-                        dbt[i] += gr[i];
-                    }
+                    dg[i] = gr[i].mul_add(xhat[i], dg[i]);
+                }
+            }
+            if need_dbeta {
+                for i in 0..dim {
+                    dbt[i] += gr[i];
                 }
             }
             if let Some(dxb) = dx_block.as_deref_mut() {
@@ -129,18 +131,11 @@ pub fn backward<T: Real>(
                     }
                     None => dxhat.copy_from_slice(gr),
                 }
-                let mut s1 = T::ZERO;
-                let mut s2 = T::ZERO;
-                for i in 0..dim {
-                    let xh = (xr[i] - mu) * rs;
-                    s1 += dxhat[i];
-                    s2 = dxhat[i].mul_add(xh, s2);
-                }
-                let (m1, m2) = (s1 * inv_d, s2 * inv_d);
+                let m1 = reduce::sum(&dxhat) * inv_d;
+                let m2 = reduce::dot(&dxhat, &xhat) * inv_d;
                 let out = &mut dxb[(r - r0) * dim..(r - r0 + 1) * dim];
                 for i in 0..dim {
-                    let xh = (xr[i] - mu) * rs;
-                    out[i] = rs * (dxhat[i] - m1 - xh * m2);
+                    out[i] = rs * (dxhat[i] - m1 - xhat[i] * m2);
                 }
             }
         }

@@ -2,7 +2,8 @@
 //! it would otherwise emit are scalar). Accuracy: exp within 2 ulp, tanh and erf within
 //! 2e-7 absolute — the same formulas PyTorch's vectorized CPU kernels use.
 
-/// e^x for f32; exactly 0 below −87.3 (so −∞ gives 0), +∞ above 88.7.
+/// e^x for f32; exactly 0 below −87.3 (so −∞ gives 0), NaN stays NaN. Written without
+/// branches or float→int conversions so loops over it vectorize.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -16,14 +17,16 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p.mul_add(r, 8.333_452e-3);
     p = p.mul_add(r, 4.166_579_6e-2);
     p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 5.000_000_1e-1);
+    p = p.mul_add(r, 0.5);
     let p = (p * r).mul_add(r, r) + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    // 2^n without a float→int conversion: n + 127 lands in the low mantissa bits of
+    // 2^23 + n + 127, and a shift moves it into the exponent field.
+    let biased = n + (8_388_608.0 + 127.0);
+    let scale = f32::from_bits(biased.to_bits() << 23);
     let y = p * scale;
-    if x < -87.3 {
-        0.0
-    } else if x > 88.7 {
-        f32::INFINITY
+    let y = if x < -87.3 { 0.0 } else { y };
+    if x.is_nan() {
+        x
     } else {
         y
     }
@@ -65,7 +68,7 @@ pub fn erf_f32(x: f32) -> f32 {
     s = s.mul_add(-x2, 1.0 / 10.0);
     s = s.mul_add(-x2, 1.0 / 3.0);
     s = s.mul_add(-x2, 1.0);
-    let series = 1.128_379_2 * a * s;
+    let series = std::f32::consts::FRAC_2_SQRT_PI * a * s;
     let y = if a < 0.5 { series } else { y };
     y.copysign(x)
 }

@@ -95,6 +95,31 @@ pub fn max<T: Real>(a: &[T]) -> T {
     m
 }
 
+/// Σ exp(a[i] − m). The exponentials are a plain map into a small buffer (which the loop
+/// vectorizer handles), summed with the lane-parallel [`sum`].
+#[inline]
+pub fn exp_sum<T: Real>(a: &[T], m: T) -> T {
+    let mut tmp = [T::ZERO; 256];
+    let mut total = T::ZERO;
+    for chunk in a.chunks(256) {
+        let t = &mut tmp[..chunk.len()];
+        for (o, &x) in t.iter_mut().zip(chunk) {
+            *o = (x - m).fast_exp();
+        }
+        total += sum(t);
+    }
+    total
+}
+
+/// a[i] ← exp(a[i] − m); returns Σ of the new values.
+#[inline]
+pub fn exp_in_place_sum<T: Real>(a: &mut [T], m: T) -> T {
+    for x in a.iter_mut() {
+        *x = (*x - m).fast_exp();
+    }
+    sum(a)
+}
+
 /// y[i] += alpha·x[i].
 #[inline]
 pub fn axpy<T: Real>(y: &mut [T], alpha: T, x: &[T]) {

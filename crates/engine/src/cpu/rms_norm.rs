@@ -33,7 +33,6 @@ pub fn forward<T: Real>(
                 yr[i] = xr[i] * rs * (gamma[i] + off);
             }
         });
-    let _ = rows;
     (y, rstd)
 }
 
@@ -66,6 +65,7 @@ pub fn backward<T: Real>(
             Vec::new()
         };
         let mut dx_block = dx_block;
+        let mut gdy = vec![T::ZERO; dim];
         for r in r0..r1 {
             let xr = &x[r * dim..(r + 1) * dim];
             let gr = &dy[r * dim..(r + 1) * dim];
@@ -76,15 +76,14 @@ pub fn backward<T: Real>(
                 }
             }
             if let Some(dxb) = dx_block.as_deref_mut() {
-                // s = mean(g·dy·x); dx = rs·(g·dy − x·rs²·s)
-                let mut s = T::ZERO;
+                // dx = rs·(γ·dy − x·rs²·mean(γ·dy·x))
                 for i in 0..dim {
-                    s = (gr[i] * (gamma[i] + off)).mul_add(xr[i], s);
+                    gdy[i] = gr[i] * (gamma[i] + off);
                 }
-                let c = s * inv_d * rs * rs;
+                let c = reduce::dot(&gdy, xr) * inv_d * rs * rs;
                 let out = &mut dxb[(r - r0) * dim..(r - r0 + 1) * dim];
                 for i in 0..dim {
-                    out[i] = rs * (gr[i] * (gamma[i] + off) - xr[i] * c);
+                    out[i] = rs * (gdy[i] - xr[i] * c);
                 }
             }
         }

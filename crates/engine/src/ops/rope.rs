@@ -62,7 +62,7 @@ fn inv_freq<T: Real>(rot_dim: usize, theta: f64, scaling: &RopeScaling, seq_len:
         RopeScaling::None | RopeScaling::Dynamic { .. } => {}
         RopeScaling::Linear { factor } => {
             let f = T::from_f64(*factor);
-            inv.iter_mut().for_each(|v| *v = *v / f);
+            inv.iter_mut().for_each(|v| *v /= f);
         }
         RopeScaling::Llama3 {
             factor,
@@ -84,7 +84,7 @@ fn inv_freq<T: Real>(rot_dim: usize, theta: f64, scaling: &RopeScaling, seq_len:
                 let scaled = if wavelen > low_wavelen { *v / f } else { *v };
                 let smooth = (old / wavelen - lf) / (hf - lf);
                 let smoothed = (T::ONE - smooth) * scaled / f + smooth * scaled;
-                let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
                 *v = if medium { smoothed } else { scaled };
             }
         }

@@ -37,20 +37,28 @@ pub fn adamw<T: Real>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], hp: AdamWS
         });
 }
 
-/// SGD with optional momentum, dampening, Nesterov and (coupled, L2) weight decay, as torch.optim.SGD.
+/// SGD with optional momentum, dampening, Nesterov and (coupled, L2) weight decay, as
+/// torch.optim.SGD (whose `add(x, alpha=a)` is a fused multiply-add).
 pub fn sgd<T: Real>(p: &mut [T], g: &[T], buf: Option<&mut [T]>, hp: SgdStep) {
-    let lr = T::from_f64(hp.lr);
+    let neg_lr = T::from_f64(-hp.lr);
     let wd = T::from_f64(hp.weight_decay);
     let mom = T::from_f64(hp.momentum);
     let damp = T::from_f64(1.0 - hp.dampening);
+    let decayed = |pi: T, gi: T| {
+        if hp.weight_decay != 0.0 {
+            pi.mul_add(wd, gi)
+        } else {
+            gi
+        }
+    };
     match buf {
         None => p
             .par_chunks_mut(CHUNK)
             .zip(g.par_chunks(CHUNK))
             .for_each(|(pc, gc)| {
                 for i in 0..pc.len() {
-                    let d = gc[i] + wd * pc[i];
-                    pc[i] -= lr * d;
+                    let d = decayed(pc[i], gc[i]);
+                    pc[i] = d.mul_add(neg_lr, pc[i]);
                 }
             }),
         Some(buf) => p
@@ -58,14 +66,18 @@ pub fn sgd<T: Real>(p: &mut [T], g: &[T], buf: Option<&mut [T]>, hp: SgdStep) {
             .zip(g.par_chunks(CHUNK).zip(buf.par_chunks_mut(CHUNK)))
             .for_each(|(pc, (gc, bc))| {
                 for i in 0..pc.len() {
-                    let d = gc[i] + wd * pc[i];
+                    let d = decayed(pc[i], gc[i]);
                     bc[i] = if hp.first_step {
                         d
                     } else {
-                        mom * bc[i] + damp * d
+                        d.mul_add(damp, mom * bc[i])
                     };
-                    let step = if hp.nesterov { d + mom * bc[i] } else { bc[i] };
-                    pc[i] -= lr * step;
+                    let step = if hp.nesterov {
+                        bc[i].mul_add(mom, d)
+                    } else {
+                        bc[i]
+                    };
+                    pc[i] = step.mul_add(neg_lr, pc[i]);
                 }
             }),
     }

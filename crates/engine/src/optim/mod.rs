@@ -326,15 +326,18 @@ impl Optimizer for Sgd {
                     first_step: false,
                 };
                 if self.momentum != 0.0 {
-                    if !self.buffers.contains_key(&id) {
-                        hp.first_step = true;
-                        self.buffers.insert(
-                            id,
-                            Tensor::zeros(p.value.shape(), p.value.dtype(), p.value.device())?,
-                        );
-                    }
-                    let buf = self.buffers.get_mut(&id);
-                    be.sgd_step(&mut p.value, g, buf, hp)?;
+                    let buf = match self.buffers.entry(id) {
+                        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(e) => {
+                            hp.first_step = true;
+                            e.insert(Tensor::zeros(
+                                p.value.shape(),
+                                p.value.dtype(),
+                                p.value.device(),
+                            )?)
+                        }
+                    };
+                    be.sgd_step(&mut p.value, g, Some(buf), hp)?;
                 } else {
                     be.sgd_step(&mut p.value, g, None, hp)?;
                 }
@@ -402,13 +405,20 @@ impl Optimizer for Sgd {
     }
 }
 
-/// Scales gradients so their global L2 norm is at most `max_norm` (torch's clip_grad_norm_,
-/// with its 1e-6 guard). Returns the norm before clipping.
+/// Scales gradients so their global L2 norm is at most `max_norm`, as torch's
+/// `clip_grad_norm_`: per-tensor norms accumulated in f64 and rounded to f32, their norm
+/// rounded to f32, and the coefficient `max_norm / (total + 1e-6)` applied in f32 when below 1.
+/// Returns the norm before clipping.
 pub fn clip_grad_norm(grads: &mut Grads, max_norm: f64) -> Result<f64> {
-    let total = grads.global_norm()?;
-    let coef = max_norm / (total + 1e-6);
-    if coef < 1.0 {
-        grads.scale(coef)?;
+    let mut sq = 0.0f64;
+    for (_, g) in grads.params() {
+        let n = g.to_vec_f64()?.iter().map(|x| x * x).sum::<f64>().sqrt() as f32 as f64;
+        sq += n * n;
     }
-    Ok(total)
+    let total = sq.sqrt() as f32;
+    let coef = (max_norm as f32) / (total + 1e-6);
+    if coef < 1.0 {
+        grads.scale(coef as f64)?;
+    }
+    Ok(total as f64)
 }

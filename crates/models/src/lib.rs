@@ -8,17 +8,22 @@ pub mod bert;
 pub mod checkpoint_names;
 pub mod config;
 mod error;
+pub mod generate;
 pub mod gpt2;
 pub mod io;
 pub mod layers;
 pub mod llama;
+pub mod llama2c;
 pub mod model;
+pub mod tokenizer;
 pub mod weights;
 
 pub use batch::{Batch, KvCache};
 pub use config::{Family, ModelConfig};
 pub use error::{ModelError, Result};
+pub use generate::{generate, Generated, GenerationConfig};
 pub use model::{Head, LoadOptions, LoadReport, LossOptions, Model, ModelLoss, Targets, Task};
+pub use tokenizer::Tokenizer;
 
 /// Converts a model error into an engine error (for checkpointed scopes, whose closures
 /// return engine results).

@@ -12,15 +12,28 @@ use tunesmith_engine::{bf16, f16, Tensor};
 
 use crate::error::{list_names, ModelError, Result};
 
-struct Entry {
-    file: usize,
-    dtype: StDtype,
-    shape: Vec<usize>,
-    start: usize,
-    end: usize,
+enum Entry {
+    Mapped {
+        file: usize,
+        dtype: StDtype,
+        shape: Vec<usize>,
+        start: usize,
+        end: usize,
+    },
+    Memory(Tensor),
 }
 
-/// An open checkpoint (one or more memory-mapped safetensors files).
+impl Entry {
+    fn shape(&self) -> &[usize] {
+        match self {
+            Entry::Mapped { shape, .. } => shape,
+            Entry::Memory(t) => t.shape(),
+        }
+    }
+}
+
+/// An open checkpoint: memory-mapped safetensors files, or tensors already in memory (for
+/// formats converted on load, such as llama2.c checkpoints).
 pub struct Checkpoint {
     root: PathBuf,
     files: Vec<(PathBuf, Mmap)>,
@@ -120,7 +133,7 @@ impl Checkpoint {
                 }
                 entries.insert(
                     name,
-                    Entry {
+                    Entry::Mapped {
                         file: fi,
                         dtype: info.dtype,
                         shape: info.shape.clone(),
@@ -137,6 +150,20 @@ impl Checkpoint {
             entries,
             taken: Default::default(),
         })
+    }
+
+    /// A checkpoint over named in-memory tensors (`root` is used in messages).
+    pub fn from_tensors(root: &Path, tensors: Vec<(String, Tensor)>) -> Checkpoint {
+        let entries = tensors
+            .into_iter()
+            .map(|(n, t)| (n, Entry::Memory(t)))
+            .collect();
+        Checkpoint {
+            root: root.to_path_buf(),
+            files: Vec::new(),
+            entries,
+            taken: Default::default(),
+        }
     }
 
     /// Where the checkpoint lives (for messages).
@@ -156,7 +183,7 @@ impl Checkpoint {
 
     /// Shape of a tensor, if present.
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.entries.get(name).map(|e| e.shape.as_slice())
+        self.entries.get(name).map(Entry::shape)
     }
 
     /// Reads a tensor (floats as f32; integers as i64) and marks it as used.
@@ -169,9 +196,19 @@ impl Checkpoint {
                 names: format!("'{name}'"),
             })?;
         self.taken.borrow_mut().insert(name.to_string());
-        let (path, mmap) = &self.files[e.file];
-        let bytes = &mmap[e.start..e.end];
-        decode(path, name, e.dtype, &e.shape, bytes)
+        match e {
+            Entry::Mapped {
+                file,
+                dtype,
+                shape,
+                start,
+                end,
+            } => {
+                let (path, mmap) = &self.files[*file];
+                decode(path, name, *dtype, shape, &mmap[*start..*end])
+            }
+            Entry::Memory(t) => Ok(t.clone()),
+        }
     }
 
     /// Reads a tensor and checks its shape.

@@ -227,13 +227,16 @@ pub fn choose_token(
     order[order.len() - 1] as u32
 }
 
+/// Turns token ids into text (for stop strings).
+pub type Decoder<'a> = dyn Fn(&[u32]) -> String + 'a;
+
 /// Generates continuations of `prompts` (token ids). `decode` turns ids into text; it is needed
 /// only when `cfg.stop_strings` is not empty.
 pub fn generate(
     model: &Model,
     prompts: &[Vec<u32>],
     cfg: &GenerationConfig,
-    decode: Option<&dyn Fn(&[u32]) -> String>,
+    decode: Option<&Decoder<'_>>,
 ) -> Result<Generated> {
     cfg.validate()?;
     if !matches!(model.head, Head::CausalLm { .. }) {

@@ -468,7 +468,7 @@ impl Model {
 
     fn masks(&self, batch: &Batch) -> Result<AttnMasks> {
         let key_mask = match &batch.attention_mask {
-            Some(m) if batch.mask_values()?.iter().any(|&v| v == 0) => Some(m.clone()),
+            Some(m) if batch.mask_values()?.contains(&0) => Some(m.clone()),
             _ => None,
         };
         Ok(AttnMasks {
@@ -720,7 +720,7 @@ impl Model {
                     return Err(ModelError::Invalid(format!("labels {:?} must match input_ids [{b}, {t}]", labels.shape())));
                 }
                 let shifted = shift_left(labels, -100)?;
-                let weights = opts.token_weights.as_ref().map(|w| shift_weights(w)).transpose()?;
+                let weights = opts.token_weights.as_ref().map(shift_weights).transpose()?;
                 let (w, bias) = self.lm_head(g)?;
                 let out = g.linear_cross_entropy(h, &w, bias.as_ref(), &shifted, weights.as_ref(), spec)?;
                 Ok(ModelLoss { loss: out.loss, counted: out.counted, token_logprobs: Some(out.token_logprobs), logits: None })
@@ -798,7 +798,16 @@ impl Model {
             } else {
                 p.value.clone()
             };
-            out.push((p.name.clone(), t));
+            // A bare backbone (`BertModel`, `LlamaModel`, ...) has no base-model prefix.
+            let name = match self.head {
+                Head::Embedding { .. } => crate::checkpoint_names::BASE_PREFIXES
+                    .iter()
+                    .find_map(|pre| p.name.strip_prefix(pre))
+                    .unwrap_or(&p.name)
+                    .to_string(),
+                _ => p.name.clone(),
+            };
+            out.push((name, t));
         }
         Ok(out)
     }

@@ -57,12 +57,12 @@ fn minilm_matches_sentence_transformers() {
         ids.extend(
             e.iter()
                 .map(|&x| x as i64)
-                .chain(std::iter::repeat(0).take(t - e.len())),
+                .chain(std::iter::repeat_n(0, t - e.len())),
         );
         mask.extend(
             std::iter::repeat(1i64)
                 .take(e.len())
-                .chain(std::iter::repeat(0).take(t - e.len())),
+                .chain(std::iter::repeat_n(0, t - e.len())),
         );
     }
     let b = encoded.len();

@@ -30,7 +30,11 @@ fn cached_decoding_matches_full_recomputation() {
         // Full pass over all tokens.
         let g = Graph::inference();
         let full = m
-            .forward(&g, &Batch::from_ids(&[ids.clone()]).unwrap(), false)
+            .forward(
+                &g,
+                &Batch::from_ids(std::slice::from_ref(&ids)).unwrap(),
+                false,
+            )
             .unwrap()
             .into_value();
         let v = full.shape()[2];

@@ -132,8 +132,7 @@ fn logits(dir: &Path) -> Tensor {
     let (model, _) = Model::load(dir, &LoadOptions::new(Task::CausalLm)).unwrap();
     let batch = Batch::from_ids(&[vec![3, 14, 15, 92, 6]]).unwrap();
     let g = Graph::inference();
-    let out = model.forward(&g, &batch, false).unwrap().into_value();
-    out
+    model.forward(&g, &batch, false).unwrap().into_value()
 }
 
 #[test]

@@ -30,8 +30,7 @@ fn task_of(dir: &Path) -> Task {
 fn run(model: &Model) -> Tensor {
     let batch = Batch::from_ids(&[vec![5, 17, 3, 40, 9], vec![7, 7, 81, 2, 64]]).unwrap();
     let g = Graph::inference();
-    let out = model.forward(&g, &batch, false).unwrap().into_value();
-    out
+    model.forward(&g, &batch, false).unwrap().into_value()
 }
 
 fn copy_dir(from: &Path, to: &Path) {

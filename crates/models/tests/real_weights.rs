@@ -59,11 +59,7 @@ fn minilm_matches_sentence_transformers() {
                 .map(|&x| x as i64)
                 .chain(std::iter::repeat_n(0, t - e.len())),
         );
-        mask.extend(
-            std::iter::repeat(1i64)
-                .take(e.len())
-                .chain(std::iter::repeat_n(0, t - e.len())),
-        );
+        mask.extend(std::iter::repeat_n(1i64, e.len()).chain(std::iter::repeat_n(0, t - e.len())));
     }
     let b = encoded.len();
     let batch = Batch {

@@ -1,13 +1,11 @@
 //! `cargo run --release -p bench -- <suite>`: tunesmith side by side with its Python peers,
 //! in one invocation on the same machine and thread count. See bench/README.md.
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod ops;
 mod peer;
 mod table;
 mod timing;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -22,11 +20,18 @@ struct Cli {
 enum Suite {
     /// Fused ops (forward+backward) against the same ops in PyTorch.
     Ops(ops::Args),
+    /// Training steps of peer.py's workloads against PyTorch + transformers + PEFT.
+    Train(train::Args),
+    /// (internal) one tunesmith training run, in its own process for a clean peak RSS.
+    #[command(hide = true)]
+    TrainOne(train::OneArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.suite {
         Suite::Ops(a) => ops::run(a),
+        Suite::Train(a) => train::run(a),
+        Suite::TrainOne(a) => train::run_one(a),
     }
 }

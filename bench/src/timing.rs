@@ -19,6 +19,20 @@ pub fn median_ms(min_time: Duration, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
+/// Peak resident set size of this process in MB (Linux `VmHWM`).
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 /// The `Model name:` line of lscpu (or /proc/cpuinfo), for results files.
 pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")

@@ -36,14 +36,8 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let mut v = Vec::new();
-    let mut add = |name: &'static str, shape: String, spec: serde_json::Value| {
-        v.push(Case { name, shape, spec })
-    };
-    add(
-        "linear (trainable W)",
-        "x 1024×512, W 1536×512".into(),
-        json!({"op":"linear","n":1024,"in":512,"out":1536}),
-    );
+    let mut add = |name: &'static str, shape: String, spec: serde_json::Value| v.push(Case { name, shape, spec });
+    add("linear (trainable W)", "x 1024×512, W 1536×512".into(), json!({"op":"linear","n":1024,"in":512,"out":1536}));
     add(
         "linear (frozen W)",
         "x 1024×512, W 1536×512".into(),
@@ -54,41 +48,17 @@ fn cases() -> Vec<Case> {
         "x 1024×512, W 1536×512, p=0.05".into(),
         json!({"op":"lora","n":1024,"in":512,"out":1536,"r":16,"scale":2.0,"dropout":0.05}),
     );
-    add(
-        "attention causal",
-        "B8 T128 H8 D64".into(),
-        json!({"op":"attention","b":8,"t":128,"h":8,"hkv":8,"d":64}),
-    );
-    add(
-        "attention causal",
-        "B2 T512 H8 D64".into(),
-        json!({"op":"attention","b":2,"t":512,"h":8,"hkv":8,"d":64}),
-    );
+    add("attention causal", "B8 T128 H8 D64".into(), json!({"op":"attention","b":8,"t":128,"h":8,"hkv":8,"d":64}));
+    add("attention causal", "B2 T512 H8 D64".into(), json!({"op":"attention","b":2,"t":512,"h":8,"hkv":8,"d":64}));
     add(
         "attention causal GQA",
         "B2 T512 H8 Hkv2 D64".into(),
         json!({"op":"attention","b":2,"t":512,"h":8,"hkv":2,"d":64}),
     );
-    add(
-        "layer_norm",
-        "4096×768".into(),
-        json!({"op":"layer_norm","n":4096,"d":768}),
-    );
-    add(
-        "rms_norm",
-        "4096×768".into(),
-        json!({"op":"rms_norm","n":4096,"d":768}),
-    );
-    add(
-        "cross_entropy (fused)",
-        "N1024 d512 V8192".into(),
-        json!({"op":"cross_entropy","n":1024,"d":512,"v":8192}),
-    );
-    add(
-        "cross_entropy (fused)",
-        "N1024 d512 V32000".into(),
-        json!({"op":"cross_entropy","n":1024,"d":512,"v":32000}),
-    );
+    add("layer_norm", "4096×768".into(), json!({"op":"layer_norm","n":4096,"d":768}));
+    add("rms_norm", "4096×768".into(), json!({"op":"rms_norm","n":4096,"d":768}));
+    add("cross_entropy (fused)", "N1024 d512 V8192".into(), json!({"op":"cross_entropy","n":1024,"d":512,"v":8192}));
+    add("cross_entropy (fused)", "N1024 d512 V32000".into(), json!({"op":"cross_entropy","n":1024,"d":512,"v":32000}));
     v
 }
 
@@ -107,11 +77,7 @@ fn ours(spec: &serde_json::Value) -> Box<dyn FnMut()> {
     let u = |k: &str| spec[k].as_u64().unwrap_or(0) as usize;
     match spec["op"].as_str().unwrap_or("") {
         op @ ("linear" | "linear_frozen") => {
-            let (x, w, b) = (
-                f32(&[u("n"), u("in")], 1),
-                f32(&[u("out"), u("in")], 2),
-                f32(&[u("out")], 3),
-            );
+            let (x, w, b) = (f32(&[u("n"), u("in")], 1), f32(&[u("out"), u("in")], 2), f32(&[u("out")], 3));
             let trainable = op == "linear";
             Box::new(move || {
                 let g = Graph::train(0);
@@ -134,48 +100,25 @@ fn ours(spec: &serde_json::Value) -> Box<dyn FnMut()> {
             };
             Box::new(move || {
                 let g = Graph::train(0);
-                let (xv, wv, av, bv) = (
-                    g.leaf(x.clone()),
-                    g.input(w.clone()),
-                    g.leaf(a.clone()),
-                    g.leaf(bm.clone()),
-                );
+                let (xv, wv, av, bv) = (g.leaf(x.clone()), g.input(w.clone()), g.leaf(a.clone()), g.leaf(bm.clone()));
                 let y = g.lora_linear(&xv, &wv, None, &av, &bv, lspec).unwrap();
                 backward_ones(&g, &y);
             })
         }
         "attention" => {
             let (b, t, h, hkv, d) = (u("b"), u("t"), u("h"), u("hkv"), u("d"));
-            let (q, k, v) = (
-                f32(&[b, t, h, d], 1),
-                f32(&[b, t, hkv, d], 2),
-                f32(&[b, t, hkv, d], 3),
-            );
+            let (q, k, v) = (f32(&[b, t, h, d], 1), f32(&[b, t, hkv, d], 2), f32(&[b, t, hkv, d], 3));
             Box::new(move || {
                 let g = Graph::train(0);
                 let (qv, kv, vv) = (g.leaf(q.clone()), g.leaf(k.clone()), g.leaf(v.clone()));
                 let o = g
-                    .attention(
-                        &qv,
-                        &kv,
-                        &vv,
-                        None,
-                        None,
-                        AttentionSpec {
-                            causal: true,
-                            ..Default::default()
-                        },
-                    )
+                    .attention(&qv, &kv, &vv, None, None, AttentionSpec { causal: true, ..Default::default() })
                     .unwrap();
                 backward_ones(&g, &o);
             })
         }
         "layer_norm" => {
-            let (x, gm, bt) = (
-                f32(&[u("n"), u("d")], 1),
-                f32(&[u("d")], 2),
-                f32(&[u("d")], 3),
-            );
+            let (x, gm, bt) = (f32(&[u("n"), u("d")], 1), f32(&[u("d")], 2), f32(&[u("d")], 3));
             Box::new(move || {
                 let g = Graph::train(0);
                 let (xv, gv, bv) = (g.leaf(x.clone()), g.leaf(gm.clone()), g.leaf(bt.clone()));
@@ -195,26 +138,11 @@ fn ours(spec: &serde_json::Value) -> Box<dyn FnMut()> {
         "cross_entropy" => {
             let (n, d, v) = (u("n"), u("d"), u("v"));
             let (h, w) = (f32(&[n, d], 1), f32(&[v, d], 2));
-            let labels = Tensor::from_vec(
-                (0..n)
-                    .map(|i| ((i * 7919) % v) as i64)
-                    .collect::<Vec<i64>>(),
-                &[n],
-            )
-            .unwrap();
+            let labels = Tensor::from_vec((0..n).map(|i| ((i * 7919) % v) as i64).collect::<Vec<i64>>(), &[n]).unwrap();
             Box::new(move || {
                 let g = Graph::train(0);
                 let (hv, wv) = (g.leaf(h.clone()), g.leaf(w.clone()));
-                let out = g
-                    .linear_cross_entropy(
-                        &hv,
-                        &wv,
-                        None,
-                        &labels,
-                        None,
-                        CrossEntropySpec::default(),
-                    )
-                    .unwrap();
+                let out = g.linear_cross_entropy(&hv, &wv, None, &labels, None, CrossEntropySpec::default()).unwrap();
                 let mut grads = Grads::new();
                 g.backward(&out.loss, &mut grads).unwrap();
             })
@@ -227,14 +155,8 @@ fn ours(spec: &serde_json::Value) -> Box<dyn FnMut()> {
 pub fn run(args: Args) -> Result<()> {
     let threads = tunesmith_engine::threads::init(args.threads);
     let min_time = Duration::from_secs_f64(args.min_time);
-    let cases: Vec<Case> = cases()
-        .into_iter()
-        .filter(|c| {
-            args.only
-                .as_ref()
-                .is_none_or(|o| c.name.contains(o.as_str()))
-        })
-        .collect();
+    let cases: Vec<Case> =
+        cases().into_iter().filter(|c| args.only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))).collect();
     let mut our_ms = Vec::new();
     for c in &cases {
         let mut f = ours(&c.spec);
@@ -257,23 +179,14 @@ pub fn run(args: Args) -> Result<()> {
         let path = std::env::temp_dir().join(format!("tunesmith-ops-{}.json", std::process::id()));
         std::fs::write(&path, serde_json::to_string(&specs)?)?;
         let script = peer::repo_root().join("bench/ops_peer.py");
-        let out = peer::run_python(
-            &script,
-            &[
-                path.display().to_string(),
-                "--threads".into(),
-                threads.to_string(),
-            ],
-        )
-        .context("running the PyTorch side (see bench/README.md to set up its venv)")?;
+        let out = peer::run_python(&script, &[path.display().to_string(), "--threads".into(), threads.to_string()])
+            .context("running the PyTorch side (see bench/README.md to set up its venv)")?;
         let _ = std::fs::remove_file(&path);
         Some(peer::last_json(&out)?)
     };
     let mut rows = Vec::new();
     for (i, c) in cases.iter().enumerate() {
-        let theirs = peer_ms
-            .as_ref()
-            .and_then(|p| p[format!("case{i}")].as_f64());
+        let theirs = peer_ms.as_ref().and_then(|p| p[format!("case{i}")].as_f64());
         rows.push(vec![
             c.name.to_string(),
             c.shape.clone(),
@@ -282,26 +195,8 @@ pub fn run(args: Args) -> Result<()> {
             theirs.map_or("-".into(), |t| format!("{:.2}", t / our_ms[i])),
         ]);
     }
-    let torch = peer_ms
-        .as_ref()
-        .and_then(|p| p["torch"].as_str().map(str::to_string))
-        .unwrap_or_default();
-    println!(
-        "\nops, forward+backward, {threads} threads, {} (PyTorch {torch})\n",
-        timing::cpu_model()
-    );
-    println!(
-        "{}",
-        table::markdown(
-            &[
-                "op",
-                "shape",
-                "tunesmith ms",
-                "PyTorch ms",
-                "ratio (PyTorch/tunesmith)"
-            ],
-            &rows
-        )
-    );
+    let torch = peer_ms.as_ref().and_then(|p| p["torch"].as_str().map(str::to_string)).unwrap_or_default();
+    println!("\nops, forward+backward, {threads} threads, {} (PyTorch {torch})\n", timing::cpu_model());
+    println!("{}", table::markdown(&["op", "shape", "tunesmith ms", "PyTorch ms", "ratio (PyTorch/tunesmith)"], &rows));
     Ok(())
 }

@@ -9,10 +9,7 @@ use anyhow::{bail, Context, Result};
 
 /// The repository root (the bench crate's parent).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("bench has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("bench has a parent").to_path_buf()
 }
 
 /// The Python interpreter for peers.
@@ -49,10 +46,6 @@ pub fn run_python(script: &Path, args: &[String]) -> Result<String> {
 
 /// The last line of a peer's stdout parsed as JSON.
 pub fn last_json(stdout: &str) -> Result<serde_json::Value> {
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .context("peer printed no JSON line")?;
+    let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).context("peer printed no JSON line")?;
     Ok(serde_json::from_str(line)?)
 }

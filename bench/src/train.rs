@@ -17,14 +17,8 @@ use tunesmith_models::{lora, Batch, LoadOptions, LossOptions, Model, Targets, Ta
 use crate::{peer, table, timing};
 
 /// The CPU workloads of peer.py, in its order.
-pub const CPU_WORKLOADS: [&str; 6] = [
-    "gpt2-full",
-    "gpt2-lora",
-    "llama-full",
-    "llama-lora",
-    "bert-cls-full",
-    "bert-cls-lora",
-];
+pub const CPU_WORKLOADS: [&str; 6] =
+    ["gpt2-full", "gpt2-lora", "llama-full", "llama-lora", "bert-cls-full", "bert-cls-lora"];
 
 /// Options of the train suite.
 #[derive(clap::Args)]
@@ -64,10 +58,7 @@ pub struct OneArgs {
 fn peer_script() -> Result<PathBuf> {
     let p = peer::repo_root().join("../shared/bench/peer.py");
     if !p.exists() {
-        bail!(
-            "{} not found: the train suite needs ../shared beside the repository",
-            p.display()
-        );
+        bail!("{} not found: the train suite needs ../shared beside the repository", p.display());
     }
     Ok(p)
 }
@@ -75,16 +66,11 @@ fn peer_script() -> Result<PathBuf> {
 /// Trains one prepared workload with tunesmith and prints one JSON line (the child process).
 pub fn run_one(a: OneArgs) -> Result<()> {
     tunesmith_engine::threads::init(Some(a.threads));
-    let spec: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(a.dir.join("workload.json"))?)?;
+    let spec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.dir.join("workload.json"))?)?;
     let is_bert = spec["arch"] == "bert";
-    let task = if is_bert {
-        Task::SequenceClassification
-    } else {
-        Task::CausalLm
-    };
-    let (mut model, _) = Model::load(&a.dir, &LoadOptions::new(task))
-        .with_context(|| format!("loading {}", a.dir.display()))?;
+    let task = if is_bert { Task::SequenceClassification } else { Task::CausalLm };
+    let (mut model, _) =
+        Model::load(&a.dir, &LoadOptions::new(task)).with_context(|| format!("loading {}", a.dir.display()))?;
     if spec["method"] == "lora" {
         let report = lora::load_adapter(&mut model, &a.dir.join("adapter"))?;
         if !report.ignored.is_empty() {
@@ -101,29 +87,13 @@ pub fn run_one(a: OneArgs) -> Result<()> {
         token_type_ids: None,
         segment_ids: None,
     };
-    let targets = if is_bert {
-        Targets::Classes(labels)
-    } else {
-        Targets::Tokens(labels)
-    };
+    let targets = if is_bert { Targets::Classes(labels) } else { Targets::Tokens(labels) };
     let trainable = model.params.trainable_ids();
     let lr = spec["lr"].as_f64().unwrap_or(1e-4);
-    let betas = (
-        spec["betas"][0].as_f64().unwrap_or(0.9),
-        spec["betas"][1].as_f64().unwrap_or(0.999),
-    );
+    let betas = (spec["betas"][0].as_f64().unwrap_or(0.9), spec["betas"][1].as_f64().unwrap_or(0.999));
     let eps = spec["eps"].as_f64().unwrap_or(1e-8);
     let wd = spec["weight_decay"].as_f64().unwrap_or(0.0);
-    let mut opt = AdamW::new(
-        &model.params,
-        vec![ParamGroup {
-            params: trainable,
-            lr,
-            weight_decay: wd,
-        }],
-        betas,
-        eps,
-    )?;
+    let mut opt = AdamW::new(&model.params, vec![ParamGroup { params: trainable, lr, weight_decay: wd }], betas, eps)?;
     let mut grads = Grads::new();
     let mut losses = Vec::new();
     let mut times = Vec::new();
@@ -140,11 +110,7 @@ pub fn run_one(a: OneArgs) -> Result<()> {
         times.push(t0.elapsed().as_secs_f64());
         losses.push(loss);
     }
-    let mut timed: Vec<f64> = if times.len() > 2 {
-        times[2..].to_vec()
-    } else {
-        times.clone()
-    };
+    let mut timed: Vec<f64> = if times.len() > 2 { times[2..].to_vec() } else { times.clone() };
     timed.sort_by(|x, y| x.total_cmp(y));
     let med = timed[timed.len() / 2];
     let tokens = ids.numel();
@@ -168,12 +134,7 @@ struct Row {
 fn loss_check(ours: &[f64], theirs: &[f64]) -> (bool, f64, f64) {
     let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1e-12);
     let first = rel(ours[0], theirs[0]);
-    let worst = ours
-        .iter()
-        .zip(theirs)
-        .take(8)
-        .map(|(a, b)| rel(*a, *b))
-        .fold(0.0f64, f64::max);
+    let worst = ours.iter().zip(theirs).take(8).map(|(a, b)| rel(*a, *b)).fold(0.0f64, f64::max);
     (first <= 1e-4 && worst <= 1e-2, first, worst)
 }
 
@@ -189,8 +150,7 @@ pub fn run(a: Args) -> Result<()> {
     let work = match &a.work_dir {
         Some(p) => p.clone(),
         None => {
-            tmp =
-                std::env::temp_dir().join(format!("tunesmith-train-bench-{}", std::process::id()));
+            tmp = std::env::temp_dir().join(format!("tunesmith-train-bench-{}", std::process::id()));
             tmp
         }
     };
@@ -200,10 +160,7 @@ pub fn run(a: Args) -> Result<()> {
         let dir = work.join(w);
         if !dir.join("workload.json").exists() {
             eprintln!("preparing {w} ...");
-            peer::run_python(
-                &script,
-                &["prepare".into(), w.clone(), dir.display().to_string()],
-            )?;
+            peer::run_python(&script, &["prepare".into(), w.clone(), dir.display().to_string()])?;
         }
         eprintln!("tunesmith {w} ...");
         let out = Command::new(&me)
@@ -218,10 +175,7 @@ pub fn run(a: Args) -> Result<()> {
             ])
             .output()?;
         if !out.status.success() {
-            bail!(
-                "tunesmith on {w} failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            bail!("tunesmith on {w} failed:\n{}", String::from_utf8_lossy(&out.stderr));
         }
         let ours = peer::last_json(&String::from_utf8_lossy(&out.stdout))?;
         let theirs = if a.no_peer {
@@ -242,11 +196,7 @@ pub fn run(a: Args) -> Result<()> {
             )?;
             Some(peer::last_json(&out)?)
         };
-        rows.push(Row {
-            workload: w.clone(),
-            ours,
-            theirs,
-        });
+        rows.push(Row { workload: w.clone(), ours, theirs });
     }
     if a.work_dir.is_none() {
         let _ = std::fs::remove_dir_all(&work);
@@ -260,10 +210,8 @@ pub fn run(a: Args) -> Result<()> {
                     .as_array()
                     .map(|v| v.iter().filter_map(|x| x.as_f64()).collect())
                     .unwrap_or_default();
-                let p: Vec<f64> = t["losses"]
-                    .as_array()
-                    .map(|v| v.iter().filter_map(|x| x.as_f64()).collect())
-                    .unwrap_or_default();
+                let p: Vec<f64> =
+                    t["losses"].as_array().map(|v| v.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default();
                 !loss_check(&o, &p).0
             })
         })
@@ -281,10 +229,8 @@ fn print_table(rows: &[Row], threads: usize) {
     for r in rows {
         let ours_tps = r.ours["tokens_per_s"].as_f64().unwrap_or(0.0);
         let ours_rss = r.ours["peak_rss_mb"].as_f64().unwrap_or(0.0);
-        let losses: Vec<f64> = r.ours["losses"]
-            .as_array()
-            .map(|v| v.iter().filter_map(|x| x.as_f64()).collect())
-            .unwrap_or_default();
+        let losses: Vec<f64> =
+            r.ours["losses"].as_array().map(|v| v.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default();
         let (peer_tps, peer_rss, agree) = match &r.theirs {
             Some(t) => {
                 torch = format!(
@@ -292,20 +238,13 @@ fn print_table(rows: &[Row], threads: usize) {
                     t["torch"].as_str().unwrap_or("?"),
                     t["transformers"].as_str().unwrap_or("?")
                 );
-                let p: Vec<f64> = t["losses"]
-                    .as_array()
-                    .map(|v| v.iter().filter_map(|x| x.as_f64()).collect())
-                    .unwrap_or_default();
+                let p: Vec<f64> =
+                    t["losses"].as_array().map(|v| v.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default();
                 let (ok, first, worst) = loss_check(&losses, &p);
                 (
                     t["tokens_per_s"].as_f64(),
                     t["peak_rss_mb"].as_f64(),
-                    format!(
-                        "{} (step 1 {:.1e}, max {:.1e})",
-                        if ok { "yes" } else { "NO" },
-                        first,
-                        worst
-                    ),
+                    format!("{} (step 1 {:.1e}, max {:.1e})", if ok { "yes" } else { "NO" }, first, worst),
                 )
             }
             None => (None, None, "-".into()),
@@ -321,10 +260,7 @@ fn print_table(rows: &[Row], threads: usize) {
             agree,
         ]);
     }
-    println!(
-        "\ntrain, 8 AdamW steps, {threads} threads, {} ({torch})\n",
-        timing::cpu_model()
-    );
+    println!("\ntrain, 8 AdamW steps, {threads} threads, {} ({torch})\n", timing::cpu_model());
     println!(
         "{}",
         table::markdown(

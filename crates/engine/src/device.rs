@@ -48,9 +48,6 @@ impl FromStr for Device {
                 return Ok(Device::Cuda(i));
             }
         }
-        Err(EngineError::invalid(
-            "device",
-            format!("unknown device '{s}': use 'cpu', 'cuda' or 'cuda:N'"),
-        ))
+        Err(EngineError::invalid("device", format!("unknown device '{s}': use 'cpu', 'cuda' or 'cuda:N'")))
     }
 }

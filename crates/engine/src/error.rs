@@ -65,19 +65,11 @@ pub type Result<T> = std::result::Result<T, EngineError>;
 impl EngineError {
     /// Builds a shape error for `op` comparing two shapes.
     pub fn shape(op: &'static str, lhs: &[usize], rhs: &[usize], why: impl Into<String>) -> Self {
-        EngineError::Shape {
-            op,
-            lhs: lhs.to_vec(),
-            rhs: rhs.to_vec(),
-            why: why.into(),
-        }
+        EngineError::Shape { op, lhs: lhs.to_vec(), rhs: rhs.to_vec(), why: why.into() }
     }
 
     /// Builds an invalid-argument error for `op`.
     pub fn invalid(op: &'static str, why: impl Into<String>) -> Self {
-        EngineError::Invalid {
-            op,
-            why: why.into(),
-        }
+        EngineError::Invalid { op, why: why.into() }
     }
 }

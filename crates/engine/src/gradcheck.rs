@@ -33,13 +33,7 @@ pub struct GradCheckOptions {
 
 impl Default for GradCheckOptions {
     fn default() -> Self {
-        GradCheckOptions {
-            eps: 1e-6,
-            atol: 1e-7,
-            rtol: 1e-6,
-            training: false,
-            max_elements: 0,
-        }
+        GradCheckOptions { eps: 1e-6, atol: 1e-7, rtol: 1e-6, training: false, max_elements: 0 }
     }
 }
 
@@ -47,21 +41,15 @@ impl Default for GradCheckOptions {
 pub fn randn(shape: &[usize], seed: u64) -> Tensor {
     let mut r = Rng::new(seed);
     let n = crate::numel(shape);
-    Tensor::from_vec((0..n).map(|_| r.normal()).collect::<Vec<f64>>(), shape)
-        .expect("shape matches length")
+    Tensor::from_vec((0..n).map(|_| r.normal()).collect::<Vec<f64>>(), shape).expect("shape matches length")
 }
 
 /// A tensor of uniform f64 values in [lo, hi).
 pub fn uniform(shape: &[usize], lo: f64, hi: f64, seed: u64) -> Tensor {
     let mut r = Rng::new(seed);
     let n = crate::numel(shape);
-    Tensor::from_vec(
-        (0..n)
-            .map(|_| lo + (hi - lo) * r.uniform())
-            .collect::<Vec<f64>>(),
-        shape,
-    )
-    .expect("shape matches length")
+    Tensor::from_vec((0..n).map(|_| lo + (hi - lo) * r.uniform()).collect::<Vec<f64>>(), shape)
+        .expect("shape matches length")
 }
 
 const GRAPH_SEED: u64 = 0x5eed;
@@ -101,22 +89,14 @@ where
     let mut grads = Grads::new();
     g.backward(&loss, &mut grads)?;
 
-    let mut report = GradCheckReport {
-        max_abs_err: 0.0,
-        max_rel_err: 0.0,
-        checked: 0,
-    };
+    let mut report = GradCheckReport { max_abs_err: 0.0, max_rel_err: 0.0, checked: 0 };
     for (i, input) in inputs.iter().enumerate() {
         let n = input.numel();
         let analytic = match grads.of(&leaves[i]) {
             Some(t) => t.to_vec_f64()?,
             None => vec![0.0; n],
         };
-        let stride = if opts.max_elements > 0 && n > opts.max_elements {
-            n.div_ceil(opts.max_elements)
-        } else {
-            1
-        };
+        let stride = if opts.max_elements > 0 && n > opts.max_elements { n.div_ceil(opts.max_elements) } else { 1 };
         let base = input.to_vec_f64()?;
         for j in (0..n).step_by(stride) {
             let mut perturbed: Vec<Tensor> = inputs.to_vec();

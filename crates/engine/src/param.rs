@@ -36,26 +36,14 @@ impl ParamStore {
     }
 
     /// Adds a parameter; the name must be new.
-    pub fn insert(
-        &mut self,
-        name: impl Into<String>,
-        value: Tensor,
-        trainable: bool,
-    ) -> Result<ParamId> {
+    pub fn insert(&mut self, name: impl Into<String>, value: Tensor, trainable: bool) -> Result<ParamId> {
         let name = name.into();
         if self.by_name.contains_key(&name) {
-            return Err(EngineError::invalid(
-                "param_store",
-                format!("parameter '{name}' is defined twice"),
-            ));
+            return Err(EngineError::invalid("param_store", format!("parameter '{name}' is defined twice")));
         }
         let id = ParamId(self.params.len());
         self.by_name.insert(name.clone(), id);
-        self.params.push(Param {
-            name,
-            value,
-            trainable,
-        });
+        self.params.push(Param { name, value, trainable });
         Ok(id)
     }
 
@@ -86,9 +74,7 @@ impl ParamStore {
 
     /// Looks a parameter up by name, or errors naming it.
     pub fn require(&self, name: &str) -> Result<ParamId> {
-        self.id(name).ok_or_else(|| {
-            EngineError::invalid("param_store", format!("no parameter named '{name}'"))
-        })
+        self.id(name).ok_or_else(|| EngineError::invalid("param_store", format!("no parameter named '{name}'")))
     }
 
     /// All parameters with their ids, in insertion order.
@@ -98,21 +84,13 @@ impl ParamStore {
 
     /// Ids of the trainable parameters.
     pub fn trainable_ids(&self) -> Vec<ParamId> {
-        self.iter()
-            .filter(|(_, p)| p.trainable)
-            .map(|(id, _)| id)
-            .collect()
+        self.iter().filter(|(_, p)| p.trainable).map(|(id, _)| id).collect()
     }
 
     /// Number of scalar elements, total and trainable.
     pub fn counts(&self) -> (usize, usize) {
         let total = self.params.iter().map(|p| p.value.numel()).sum();
-        let trainable = self
-            .params
-            .iter()
-            .filter(|p| p.trainable)
-            .map(|p| p.value.numel())
-            .sum();
+        let trainable = self.params.iter().filter(|p| p.trainable).map(|p| p.value.numel()).sum();
         (total, trainable)
     }
 

@@ -146,23 +146,15 @@ impl CpuStorage {
             DType::F32 => CpuStorage::F32(self.to_f32_vec()),
             DType::F64 => CpuStorage::F64(self.to_f64_vec()),
             DType::BF16 => match self {
-                CpuStorage::F32(v) => {
-                    CpuStorage::BF16(v.iter().map(|&x| bf16::from_f32(x)).collect())
-                }
+                CpuStorage::F32(v) => CpuStorage::BF16(v.iter().map(|&x| bf16::from_f32(x)).collect()),
                 _ => CpuStorage::BF16(self.to_f64_vec().into_iter().map(bf16::from_f64).collect()),
             },
             DType::F16 => match self {
-                CpuStorage::F32(v) => {
-                    CpuStorage::F16(v.iter().map(|&x| f16::from_f32(x)).collect())
-                }
+                CpuStorage::F32(v) => CpuStorage::F16(v.iter().map(|&x| f16::from_f32(x)).collect()),
                 _ => CpuStorage::F16(self.to_f64_vec().into_iter().map(f16::from_f64).collect()),
             },
-            DType::I64 => {
-                CpuStorage::I64(self.to_f64_vec().into_iter().map(|x| x as i64).collect())
-            }
-            DType::U32 => {
-                CpuStorage::U32(self.to_f64_vec().into_iter().map(|x| x as u32).collect())
-            }
+            DType::I64 => CpuStorage::I64(self.to_f64_vec().into_iter().map(|x| x as i64).collect()),
+            DType::U32 => CpuStorage::U32(self.to_f64_vec().into_iter().map(|x| x as u32).collect()),
         }
     }
 }

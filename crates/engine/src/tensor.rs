@@ -19,13 +19,7 @@ pub struct Tensor {
 
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Tensor({:?}, {:?}, {})",
-            self.shape,
-            self.dtype(),
-            self.device()
-        )
+        write!(f, "Tensor({:?}, {:?}, {})", self.shape, self.dtype(), self.device())
     }
 }
 
@@ -45,10 +39,7 @@ impl Tensor {
                 "storage length must equal the product of the shape",
             ));
         }
-        Ok(Tensor {
-            storage: Arc::new(storage),
-            shape: shape.to_vec(),
-        })
+        Ok(Tensor { storage: Arc::new(storage), shape: shape.to_vec() })
     }
 
     /// A host tensor from a vector; the length must match the shape.
@@ -63,8 +54,7 @@ impl Tensor {
 
     /// A zero-filled tensor.
     pub fn zeros(shape: &[usize], dtype: DType, device: Device) -> Result<Tensor> {
-        let host =
-            Tensor::from_storage(Storage::Cpu(CpuStorage::zeros(dtype, numel(shape))), shape)?;
+        let host = Tensor::from_storage(Storage::Cpu(CpuStorage::zeros(dtype, numel(shape))), shape)?;
         host.to_device(device)
     }
 
@@ -84,10 +74,7 @@ impl Tensor {
 
     /// A zero-dimensional f32 tensor.
     pub fn scalar(value: f32) -> Tensor {
-        Tensor {
-            storage: Arc::new(Storage::Cpu(CpuStorage::F32(vec![value]))),
-            shape: vec![],
-        }
+        Tensor { storage: Arc::new(Storage::Cpu(CpuStorage::F32(vec![value]))), shape: vec![] }
     }
 
     /// The shape.
@@ -105,12 +92,7 @@ impl Tensor {
         let r = self.rank() as isize;
         let i = if d < 0 { r + d } else { d };
         if i < 0 || i >= r {
-            return Err(EngineError::shape(
-                "dim",
-                &self.shape,
-                &[],
-                format!("dimension {d} out of range"),
-            ));
+            return Err(EngineError::shape("dim", &self.shape, &[], format!("dimension {d} out of range")));
         }
         Ok(self.shape[i as usize])
     }
@@ -144,11 +126,7 @@ impl Tensor {
     pub fn cpu_storage(&self) -> Result<&CpuStorage> {
         match &*self.storage {
             Storage::Cpu(c) => Ok(c),
-            Storage::Device(d) => Err(EngineError::Device {
-                op: "cpu_storage",
-                lhs: d.device(),
-                rhs: Device::Cpu,
-            }),
+            Storage::Device(d) => Err(EngineError::Device { op: "cpu_storage", lhs: d.device(), rhs: Device::Cpu }),
         }
     }
 
@@ -177,11 +155,7 @@ impl Tensor {
                     expected: T::DTYPE.name().to_string(),
                 })
             }
-            Storage::Device(d) => Err(EngineError::Device {
-                op: "as_mut_slice",
-                lhs: d.device(),
-                rhs: Device::Cpu,
-            }),
+            Storage::Device(d) => Err(EngineError::Device { op: "as_mut_slice", lhs: d.device(), rhs: Device::Cpu }),
         }
     }
 
@@ -210,12 +184,7 @@ impl Tensor {
     /// The single value of a one-element tensor, as f64.
     pub fn scalar_value(&self) -> Result<f64> {
         if self.numel() != 1 {
-            return Err(EngineError::shape(
-                "scalar_value",
-                &self.shape,
-                &[],
-                "expected exactly one element",
-            ));
+            return Err(EngineError::shape("scalar_value", &self.shape, &[], "expected exactly one element"));
         }
         Ok(self.to_vec_f64()?[0])
     }
@@ -223,17 +192,9 @@ impl Tensor {
     /// Same data, new shape with the same number of elements. Shares storage.
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if numel(shape) != self.numel() {
-            return Err(EngineError::shape(
-                "reshape",
-                &self.shape,
-                shape,
-                "reshape must keep the number of elements",
-            ));
+            return Err(EngineError::shape("reshape", &self.shape, shape, "reshape must keep the number of elements"));
         }
-        Ok(Tensor {
-            storage: self.storage.clone(),
-            shape: shape.to_vec(),
-        })
+        Ok(Tensor { storage: self.storage.clone(), shape: shape.to_vec() })
     }
 
     /// Converts the elements to another dtype (a no-op sharing storage if already that dtype).
@@ -263,20 +224,13 @@ impl Tensor {
 
     /// Deep copy that owns its storage.
     pub fn deep_clone(&self) -> Result<Tensor> {
-        Ok(Tensor {
-            storage: Arc::new(self.storage.try_clone()?),
-            shape: self.shape.clone(),
-        })
+        Ok(Tensor { storage: Arc::new(self.storage.try_clone()?), shape: self.shape.clone() })
     }
 
     /// Checks that this tensor has `dtype`, naming `op` otherwise.
     pub fn expect_dtype(&self, op: &'static str, dtype: DType) -> Result<()> {
         if self.dtype() != dtype {
-            return Err(EngineError::DType {
-                op,
-                got: self.dtype(),
-                expected: dtype.name().to_string(),
-            });
+            return Err(EngineError::DType { op, got: self.dtype(), expected: dtype.name().to_string() });
         }
         Ok(())
     }
@@ -284,11 +238,7 @@ impl Tensor {
     /// Checks that this tensor computes in f32 or f64, naming `op` otherwise.
     pub fn expect_float(&self, op: &'static str) -> Result<()> {
         if !self.dtype().is_compute_float() {
-            return Err(EngineError::DType {
-                op,
-                got: self.dtype(),
-                expected: "f32 or f64".into(),
-            });
+            return Err(EngineError::DType { op, got: self.dtype(), expected: "f32 or f64".into() });
         }
         Ok(())
     }
@@ -296,18 +246,10 @@ impl Tensor {
     /// Largest absolute difference to another tensor of the same shape (for tests).
     pub fn max_abs_diff(&self, other: &Tensor) -> Result<f64> {
         if self.shape != other.shape {
-            return Err(EngineError::shape(
-                "max_abs_diff",
-                &self.shape,
-                &other.shape,
-                "shapes must match",
-            ));
+            return Err(EngineError::shape("max_abs_diff", &self.shape, &other.shape, "shapes must match"));
         }
         let a = self.to_vec_f64()?;
         let b = other.to_vec_f64()?;
-        Ok(a.iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f64::max))
+        Ok(a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max))
     }
 }

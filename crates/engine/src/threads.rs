@@ -15,21 +15,10 @@ pub fn init(threads: Option<usize>) -> usize {
     *THREADS.get_or_init(|| {
         let n = threads
             .filter(|&n| n > 0)
-            .or_else(|| {
-                std::env::var(THREADS_ENV)
-                    .ok()
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .filter(|&n| n > 0)
-            })
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            });
+            .or_else(|| std::env::var(THREADS_ENV).ok().and_then(|v| v.trim().parse::<usize>().ok()).filter(|&n| n > 0))
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
         // If a pool was already built elsewhere (tests, embedding apps), use it as is.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global();
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
         rayon::current_num_threads()
     })
 }

@@ -32,10 +32,7 @@ pub fn attend<'m>(
     let (k, v) = match slot {
         Some(slot) => {
             let (k, v) = match slot.take() {
-                Some((pk, pv)) => (
-                    g.concat(&[&g.input(pk), &k], 1)?,
-                    g.concat(&[&g.input(pv), &v], 1)?,
-                ),
+                Some((pk, pv)) => (g.concat(&[&g.input(pk), &k], 1)?, g.concat(&[&g.input(pv), &v], 1)?),
                 None => (k, v),
             };
             *slot = Some((k.value().clone(), v.value().clone()));
@@ -43,12 +40,5 @@ pub fn attend<'m>(
         }
         None => (k, v),
     };
-    Ok(g.attention(
-        q,
-        &k,
-        &v,
-        masks.key_mask.as_ref(),
-        masks.segments.as_ref(),
-        spec,
-    )?)
+    Ok(g.attention(q, &k, &v, masks.key_mask.as_ref(), masks.segments.as_ref(), spec)?)
 }

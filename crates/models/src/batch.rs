@@ -24,9 +24,7 @@ impl Batch {
     pub fn from_ids(rows: &[Vec<i64>]) -> Result<Batch> {
         let t = rows.first().map_or(0, Vec::len);
         if rows.iter().any(|r| r.len() != t) {
-            return Err(ModelError::Invalid(
-                "Batch::from_ids needs rows of equal length; pad them first".into(),
-            ));
+            return Err(ModelError::Invalid("Batch::from_ids needs rows of equal length; pad them first".into()));
         }
         let flat: Vec<i64> = rows.iter().flatten().copied().collect();
         Ok(Batch {
@@ -48,9 +46,7 @@ impl Batch {
     pub fn validate(&self) -> Result<()> {
         let s = self.input_ids.shape();
         if s.len() != 2 {
-            return Err(ModelError::Invalid(format!(
-                "input_ids must be [batch, seq], got {s:?}"
-            )));
+            return Err(ModelError::Invalid(format!("input_ids must be [batch, seq], got {s:?}")));
         }
         if !matches!(self.input_ids.dtype(), DType::I64 | DType::U32) {
             return Err(ModelError::Invalid(format!(
@@ -66,10 +62,7 @@ impl Batch {
         ] {
             if let Some(t) = t {
                 if t.shape() != s {
-                    return Err(ModelError::Invalid(format!(
-                        "{name} has shape {:?}, input_ids {s:?}",
-                        t.shape()
-                    )));
+                    return Err(ModelError::Invalid(format!("{name} has shape {:?}, input_ids {s:?}", t.shape())));
                 }
             }
         }
@@ -89,11 +82,7 @@ impl Batch {
     pub fn mask_values(&self) -> Result<Vec<i64>> {
         let (b, t) = self.dims();
         match &self.attention_mask {
-            Some(m) => Ok(m
-                .to_vec_f64()?
-                .into_iter()
-                .map(|x| i64::from(x != 0.0))
-                .collect()),
+            Some(m) => Ok(m.to_vec_f64()?.into_iter().map(|x| i64::from(x != 0.0)).collect()),
             None => Ok(vec![1; b * t]),
         }
     }
@@ -109,18 +98,12 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for `n` layers.
     pub fn new(n: usize) -> KvCache {
-        KvCache {
-            layers: vec![None; n],
-        }
+        KvCache { layers: vec![None; n] }
     }
 
     /// Number of cached positions.
     pub fn len(&self) -> usize {
-        self.layers
-            .iter()
-            .flatten()
-            .next()
-            .map_or(0, |(k, _)| k.shape()[1])
+        self.layers.iter().flatten().next().map_or(0, |(k, _)| k.shape()[1])
     }
 
     /// True when nothing is cached.

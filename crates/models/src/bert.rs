@@ -59,20 +59,10 @@ pub fn is_buffer(name: &str) -> bool {
 impl Bert {
     /// Loads the encoder under `bert.` (or `roberta.` for RoBERTa models).
     pub fn load(cfg: &ModelConfig, ck: &Checkpoint, store: &mut ParamStore) -> Result<Bert> {
-        let prefix = if matches!(cfg.model_type.as_str(), "roberta" | "xlm-roberta") {
-            "roberta."
-        } else {
-            "bert."
-        };
+        let prefix = if matches!(cfg.model_type.as_str(), "roberta" | "xlm-roberta") { "roberta." } else { "bert." };
         let d = cfg.hidden_size;
         let e = format!("{prefix}embeddings");
-        let word = take_param(
-            ck,
-            store,
-            &format!("{e}.word_embeddings.weight"),
-            &[cfg.vocab_size, d],
-            false,
-        )?;
+        let word = take_param(ck, store, &format!("{e}.word_embeddings.weight"), &[cfg.vocab_size, d], false)?;
         let position = take_param(
             ck,
             store,
@@ -80,13 +70,8 @@ impl Bert {
             &[cfg.max_position_embeddings, d],
             false,
         )?;
-        let token_type = take_param(
-            ck,
-            store,
-            &format!("{e}.token_type_embeddings.weight"),
-            &[cfg.type_vocab_size, d],
-            false,
-        )?;
+        let token_type =
+            take_param(ck, store, &format!("{e}.token_type_embeddings.weight"), &[cfg.type_vocab_size, d], false)?;
         let emb_norm = LayerNorm::load(ck, store, &format!("{e}.LayerNorm"), d, cfg.norm_eps)?;
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
@@ -99,22 +84,10 @@ impl Bert {
                 key: lin(store, "attention.self.key", d, d)?,
                 value: lin(store, "attention.self.value", d, d)?,
                 attn_out: lin(store, "attention.output.dense", d, d)?,
-                attn_norm: LayerNorm::load(
-                    ck,
-                    store,
-                    &format!("{pre}.attention.output.LayerNorm"),
-                    d,
-                    cfg.norm_eps,
-                )?,
+                attn_norm: LayerNorm::load(ck, store, &format!("{pre}.attention.output.LayerNorm"), d, cfg.norm_eps)?,
                 intermediate: lin(store, "intermediate.dense", d, cfg.intermediate_size)?,
                 output: lin(store, "output.dense", cfg.intermediate_size, d)?,
-                out_norm: LayerNorm::load(
-                    ck,
-                    store,
-                    &format!("{pre}.output.LayerNorm"),
-                    d,
-                    cfg.norm_eps,
-                )?,
+                out_norm: LayerNorm::load(ck, store, &format!("{pre}.output.LayerNorm"), d, cfg.norm_eps)?,
             });
         }
         let pooler_name = format!("{prefix}pooler.dense");
@@ -123,15 +96,7 @@ impl Bert {
         } else {
             None
         };
-        Ok(Bert {
-            prefix: prefix.to_string(),
-            word,
-            position,
-            token_type,
-            emb_norm,
-            blocks,
-            pooler,
-        })
+        Ok(Bert { prefix: prefix.to_string(), word, position, token_type, emb_norm, blocks, pooler })
     }
 
     /// All linear layers, in module order (pooler last).
@@ -139,16 +104,7 @@ impl Bert {
         let mut v: Vec<&mut Linear> = self
             .blocks
             .iter_mut()
-            .flat_map(|b| {
-                [
-                    &mut b.query,
-                    &mut b.key,
-                    &mut b.value,
-                    &mut b.attn_out,
-                    &mut b.intermediate,
-                    &mut b.output,
-                ]
-            })
+            .flat_map(|b| [&mut b.query, &mut b.key, &mut b.value, &mut b.attn_out, &mut b.intermediate, &mut b.output])
             .collect();
         v.extend(self.pooler.as_mut());
         v
@@ -202,10 +158,7 @@ impl Bert {
             h = if checkpoint {
                 let masks = masks.clone();
                 g.checkpoint(&[&h], move |g, ins| {
-                    block
-                        .forward(g, p, cfg, &ins[0], &masks)
-                        .map(|v| vec![v])
-                        .map_err(crate::to_engine)
+                    block.forward(g, p, cfg, &ins[0], &masks).map(|v| vec![v]).map_err(crate::to_engine)
                 })?
                 .remove(0)
             } else {
@@ -232,20 +185,12 @@ impl BertBlock {
         let q = g.reshape(&self.query.forward(g, p, h)?, &[b, t, nh, hd])?;
         let k = g.reshape(&self.key.forward(g, p, h)?, &[b, t, nh, hd])?;
         let v = g.reshape(&self.value.forward(g, p, h)?, &[b, t, nh, hd])?;
-        let spec = AttentionSpec {
-            causal: false,
-            window: None,
-            scale: None,
-            dropout: cfg.attention_dropout,
-        };
+        let spec = AttentionSpec { causal: false, window: None, scale: None, dropout: cfg.attention_dropout };
         let o = attend(g, &q, k, v, None, masks, spec)?;
         let o = self.attn_out.forward(g, p, &g.reshape(&o, &[b, t, d])?)?;
-        let h = self
-            .attn_norm
-            .forward(g, p, &g.add(h, &g.dropout(&o, cfg.hidden_dropout)?)?)?;
+        let h = self.attn_norm.forward(g, p, &g.add(h, &g.dropout(&o, cfg.hidden_dropout)?)?)?;
         let m = g.activation(&self.intermediate.forward(g, p, &h)?, cfg.hidden_act)?;
         let m = self.output.forward(g, p, &m)?;
-        self.out_norm
-            .forward(g, p, &g.add(&h, &g.dropout(&m, cfg.hidden_dropout)?)?)
+        self.out_norm.forward(g, p, &g.add(&h, &g.dropout(&m, cfg.hidden_dropout)?)?)
     }
 }

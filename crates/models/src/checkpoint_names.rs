@@ -24,10 +24,7 @@ pub fn candidates(canonical: &str) -> Vec<String> {
 
 /// Finds which spelling of `canonical` (or of its aliases) the checkpoint uses.
 pub fn find(ck: &Checkpoint, canonical: &str, aliases: &[String]) -> Option<String> {
-    std::iter::once(canonical)
-        .chain(aliases.iter().map(String::as_str))
-        .flat_map(candidates)
-        .find(|n| ck.contains(n))
+    std::iter::once(canonical).chain(aliases.iter().map(String::as_str)).flat_map(candidates).find(|n| ck.contains(n))
 }
 
 fn transpose2(t: &Tensor) -> Result<Tensor> {
@@ -74,10 +71,8 @@ fn take_param_inner(
     shape: &[usize],
     transpose: bool,
 ) -> Result<ParamId> {
-    let name = find(ck, canonical, aliases).ok_or_else(|| ModelError::MissingTensors {
-        path: ck.root().to_path_buf(),
-        names: format!("'{canonical}'"),
-    })?;
+    let name = find(ck, canonical, aliases)
+        .ok_or_else(|| ModelError::MissingTensors { path: ck.root().to_path_buf(), names: format!("'{canonical}'") })?;
     let t = ck.take_shaped(&name, shape)?;
     let t = if transpose { transpose2(&t)? } else { t };
     Ok(store.insert(canonical, t, true)?)

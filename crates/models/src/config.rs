@@ -108,15 +108,15 @@ impl<'a> Reader<'a> {
     fn usize_opt(&self, key: &str) -> Result<Option<usize>> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v.as_u64().map(|x| Some(x as usize)).ok_or_else(|| {
-                self.err(key, format!("expected a non-negative integer, found {v}"))
-            }),
+            Some(v) => v
+                .as_u64()
+                .map(|x| Some(x as usize))
+                .ok_or_else(|| self.err(key, format!("expected a non-negative integer, found {v}"))),
         }
     }
 
     fn usize(&self, key: &str) -> Result<usize> {
-        self.usize_opt(key)?
-            .ok_or_else(|| self.err(key, "is required"))
+        self.usize_opt(key)?.ok_or_else(|| self.err(key, "is required"))
     }
 
     fn usize_any(&self, keys: &[&str]) -> Result<usize> {
@@ -125,68 +125,51 @@ impl<'a> Reader<'a> {
                 return Ok(v);
             }
         }
-        Err(self.err(
-            keys[0],
-            format!("is required (also accepted: {})", keys[1..].join(", ")),
-        ))
+        Err(self.err(keys[0], format!("is required (also accepted: {})", keys[1..].join(", "))))
     }
 
     fn f64_opt(&self, key: &str) -> Result<Option<f64>> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| self.err(key, format!("expected a number, found {v}"))),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.err(key, format!("expected a number, found {v}"))),
         }
     }
 
     fn bool_opt(&self, key: &str) -> Result<Option<bool>> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_bool()
-                .map(Some)
-                .ok_or_else(|| self.err(key, format!("expected true or false, found {v}"))),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.err(key, format!("expected true or false, found {v}"))),
         }
     }
 
     fn str_opt(&self, key: &str) -> Result<Option<&'a str>> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(Some)
-                .ok_or_else(|| self.err(key, format!("expected a string, found {v}"))),
+            Some(v) => v.as_str().map(Some).ok_or_else(|| self.err(key, format!("expected a string, found {v}"))),
         }
     }
 
     fn token_ids(&self, key: &str) -> Result<Vec<u32>> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .map(|x| vec![x as u32])
-                .ok_or_else(|| self.err(key, "expected a token id")),
+            Some(Value::Number(n)) => {
+                n.as_u64().map(|x| vec![x as u32]).ok_or_else(|| self.err(key, "expected a token id"))
+            }
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|v| {
-                    v.as_u64()
-                        .map(|x| x as u32)
-                        .ok_or_else(|| self.err(key, "expected a list of token ids"))
-                })
+                .map(|v| v.as_u64().map(|x| x as u32).ok_or_else(|| self.err(key, "expected a list of token ids")))
                 .collect(),
-            Some(v) => Err(self.err(
-                key,
-                format!("expected a token id or a list of them, found {v}"),
-            )),
+            Some(v) => Err(self.err(key, format!("expected a token id or a list of them, found {v}"))),
         }
     }
 
     fn activation(&self, key: &str, default: &str) -> Result<Activation> {
         let name = self.str_opt(key)?.unwrap_or(default);
         Activation::from_hf_name(name).ok_or_else(|| {
-            self.err(key, format!("activation '{name}' is not supported (gelu, gelu_new, gelu_pytorch_tanh, silu, relu, tanh)"))
+            self.err(
+                key,
+                format!("activation '{name}' is not supported (gelu, gelu_new, gelu_pytorch_tanh, silu, relu, tanh)"),
+            )
         })
     }
 }
@@ -203,25 +186,14 @@ fn rope_scaling(r: &Reader<'_>) -> Result<(f64, RopeScaling)> {
     let Some(p) = params else {
         return Ok((theta, RopeScaling::None));
     };
-    let sub = Reader {
-        path: r.path,
-        map: p,
-    };
+    let sub = Reader { path: r.path, map: p };
     if let Some(t) = sub.f64_opt("rope_theta")? {
         theta = t;
     }
-    let kind = sub
-        .str_opt("rope_type")?
-        .or(sub.str_opt("type")?)
-        .unwrap_or("default");
+    let kind = sub.str_opt("rope_type")?.or(sub.str_opt("type")?).unwrap_or("default");
     let factor = || -> Result<f64> {
-        sub.f64_opt("factor")?.ok_or_else(|| {
-            ModelError::config(
-                r.path,
-                format!("{key}.factor"),
-                "is required for this rope_type",
-            )
-        })
+        sub.f64_opt("factor")?
+            .ok_or_else(|| ModelError::config(r.path, format!("{key}.factor"), "is required for this rope_type"))
     };
     let scaling = match kind {
         "default" => RopeScaling::None,
@@ -237,9 +209,7 @@ fn rope_scaling(r: &Reader<'_>) -> Result<(f64, RopeScaling)> {
             factor: factor()?,
             low_freq_factor: sub.f64_opt("low_freq_factor")?.unwrap_or(1.0),
             high_freq_factor: sub.f64_opt("high_freq_factor")?.unwrap_or(4.0),
-            original_max_position_embeddings: sub
-                .usize_opt("original_max_position_embeddings")?
-                .unwrap_or(8192),
+            original_max_position_embeddings: sub.usize_opt("original_max_position_embeddings")?.unwrap_or(8192),
         },
         other => {
             return Err(ModelError::config(
@@ -257,28 +227,19 @@ fn labels(r: &Reader<'_>) -> Result<(usize, Vec<String>)> {
     if let Some(Value::Object(m)) = r.map.get("id2label") {
         let mut pairs: Vec<(usize, String)> = Vec::new();
         for (k, v) in m {
-            let id = k
-                .parse::<usize>()
-                .map_err(|_| r.err("id2label", format!("key '{k}' is not a label id")))?;
-            let name = v
-                .as_str()
-                .ok_or_else(|| r.err("id2label", format!("label {k} must be a string")))?;
+            let id = k.parse::<usize>().map_err(|_| r.err("id2label", format!("key '{k}' is not a label id")))?;
+            let name = v.as_str().ok_or_else(|| r.err("id2label", format!("label {k} must be a string")))?;
             pairs.push((id, name.to_string()));
         }
         pairs.sort();
         for (i, (id, name)) in pairs.into_iter().enumerate() {
             if id != i {
-                return Err(r.err(
-                    "id2label",
-                    format!("ids must be 0..n without gaps; found {id} at position {i}"),
-                ));
+                return Err(r.err("id2label", format!("ids must be 0..n without gaps; found {id} at position {i}")));
             }
             names.push(name);
         }
     }
-    let num = r
-        .usize_opt("num_labels")?
-        .unwrap_or(if names.is_empty() { 2 } else { names.len() });
+    let num = r.usize_opt("num_labels")?.unwrap_or(if names.is_empty() { 2 } else { names.len() });
     Ok((num, names))
 }
 
@@ -291,32 +252,20 @@ impl ModelConfig {
     /// Reads a config.json file.
     pub fn from_file(path: &Path) -> Result<ModelConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| ModelError::Json {
-            path: path.into(),
-            source: e,
-        })?;
+        let value: Value =
+            serde_json::from_str(&text).map_err(|e| ModelError::Json { path: path.into(), source: e })?;
         Self::from_json(path, value)
     }
 
     /// Parses an already-read config (`path` is only used in error messages).
     pub fn from_json(path: &Path, value: Value) -> Result<ModelConfig> {
         let Value::Object(map) = value else {
-            return Err(ModelError::config(
-                path,
-                "<root>",
-                "config.json must be a JSON object",
-            ));
+            return Err(ModelError::config(path, "<root>", "config.json must be a JSON object"));
         };
         let r = Reader { path, map: &map };
-        let model_type = r
-            .str_opt("model_type")?
-            .ok_or_else(|| r.err("model_type", "is required"))?
-            .to_string();
+        let model_type = r.str_opt("model_type")?.ok_or_else(|| r.err("model_type", "is required"))?.to_string();
         let architectures = match map.get("architectures") {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect(),
+            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
             _ => Vec::new(),
         };
         let family = match model_type.as_str() {
@@ -379,9 +328,7 @@ impl ModelConfig {
                 c.num_layers = r.usize("num_hidden_layers")?;
                 c.num_heads = r.usize("num_attention_heads")?;
                 c.num_kv_heads = r.usize_opt("num_key_value_heads")?.unwrap_or(c.num_heads);
-                c.head_dim = r
-                    .usize_opt("head_dim")?
-                    .unwrap_or(c.hidden_size / c.num_heads.max(1));
+                c.head_dim = r.usize_opt("head_dim")?.unwrap_or(c.hidden_size / c.num_heads.max(1));
                 c.intermediate_size = r.usize("intermediate_size")?;
                 c.max_position_embeddings = r.usize_opt("max_position_embeddings")?.unwrap_or(2048);
                 c.norm_eps = r.f64_opt("rms_norm_eps")?.unwrap_or(1e-6);
@@ -402,10 +349,7 @@ impl ModelConfig {
                 if c.num_kv_heads == 0 || c.num_heads % c.num_kv_heads != 0 {
                     return Err(r.err(
                         "num_key_value_heads",
-                        format!(
-                            "{} must divide num_attention_heads {}",
-                            c.num_kv_heads, c.num_heads
-                        ),
+                        format!("{} must divide num_attention_heads {}", c.num_kv_heads, c.num_heads),
                     ));
                 }
             }
@@ -416,21 +360,15 @@ impl ModelConfig {
                 c.num_kv_heads = c.num_heads;
                 c.head_dim = c.hidden_size / c.num_heads.max(1);
                 c.intermediate_size = r.usize_opt("n_inner")?.unwrap_or(4 * c.hidden_size);
-                c.max_position_embeddings =
-                    r.usize_any(&["n_positions", "max_position_embeddings"])?;
+                c.max_position_embeddings = r.usize_any(&["n_positions", "max_position_embeddings"])?;
                 c.norm_eps = r.f64_opt("layer_norm_epsilon")?.unwrap_or(1e-5);
                 c.hidden_act = r.activation("activation_function", "gelu_new")?;
                 c.tie_word_embeddings = r.bool_opt("tie_word_embeddings")?.unwrap_or(true);
                 c.hidden_dropout = r.f64_opt("resid_pdrop")?.unwrap_or(0.1) as f32;
                 c.attention_dropout = r.f64_opt("attn_pdrop")?.unwrap_or(0.1) as f32;
                 c.classifier_dropout = r.f64_opt("summary_first_dropout")?.map(|v| v as f32);
-                if r.bool_opt("scale_attn_by_inverse_layer_idx")?
-                    .unwrap_or(false)
-                {
-                    return Err(r.err(
-                        "scale_attn_by_inverse_layer_idx",
-                        "is not supported; set it to false",
-                    ));
+                if r.bool_opt("scale_attn_by_inverse_layer_idx")?.unwrap_or(false) {
+                    return Err(r.err("scale_attn_by_inverse_layer_idx", "is not supported; set it to false"));
                 }
             }
             Family::Bert => {
@@ -445,8 +383,7 @@ impl ModelConfig {
                 c.hidden_act = r.activation("hidden_act", "gelu")?;
                 c.type_vocab_size = r.usize_opt("type_vocab_size")?.unwrap_or(2);
                 c.hidden_dropout = r.f64_opt("hidden_dropout_prob")?.unwrap_or(0.1) as f32;
-                c.attention_dropout =
-                    r.f64_opt("attention_probs_dropout_prob")?.unwrap_or(0.1) as f32;
+                c.attention_dropout = r.f64_opt("attention_probs_dropout_prob")?.unwrap_or(0.1) as f32;
                 c.classifier_dropout = r.f64_opt("classifier_dropout")?.map(|v| v as f32);
                 c.tie_word_embeddings = r.bool_opt("tie_word_embeddings")?.unwrap_or(true);
                 if matches!(model_type.as_str(), "roberta" | "xlm-roberta") {
@@ -454,19 +391,15 @@ impl ModelConfig {
                 }
                 if let Some(kind) = r.str_opt("position_embedding_type")? {
                     if kind != "absolute" {
-                        return Err(r.err(
-                            "position_embedding_type",
-                            format!("'{kind}' is not supported; only absolute"),
-                        ));
+                        return Err(
+                            r.err("position_embedding_type", format!("'{kind}' is not supported; only absolute"))
+                        );
                     }
                 }
             }
         }
         if c.hidden_size == 0 || c.num_heads == 0 || c.num_layers == 0 {
-            return Err(r.err(
-                "hidden_size",
-                "hidden size, heads and layers must be positive",
-            ));
+            return Err(r.err("hidden_size", "hidden size, heads and layers must be positive"));
         }
         Ok(c)
     }
@@ -481,24 +414,13 @@ impl ModelConfig {
     /// the architecture and label fields updated.
     pub fn to_json(&self, architecture: &str) -> Value {
         let mut m = self.raw.clone();
-        m.insert(
-            "architectures".into(),
-            Value::Array(vec![Value::String(architecture.into())]),
-        );
+        m.insert("architectures".into(), Value::Array(vec![Value::String(architecture.into())]));
         m.insert("num_labels".into(), Value::from(self.num_labels));
         if !self.id2label.is_empty() {
-            let id2: Map<String, Value> = self
-                .id2label
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (i.to_string(), Value::String(n.clone())))
-                .collect();
-            let l2i: Map<String, Value> = self
-                .id2label
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.clone(), Value::from(i)))
-                .collect();
+            let id2: Map<String, Value> =
+                self.id2label.iter().enumerate().map(|(i, n)| (i.to_string(), Value::String(n.clone()))).collect();
+            let l2i: Map<String, Value> =
+                self.id2label.iter().enumerate().map(|(i, n)| (n.clone(), Value::from(i))).collect();
             m.insert("id2label".into(), Value::Object(id2));
             m.insert("label2id".into(), Value::Object(l2i));
         }
@@ -523,13 +445,7 @@ fn sliding_windows(r: &Reader<'_>, model_type: &str, layers: usize) -> Result<Ve
     if let Some(Value::Array(types)) = r.map.get("layer_types") {
         return Ok(types
             .iter()
-            .map(|t| {
-                if t.as_str() == Some("sliding_attention") {
-                    window
-                } else {
-                    None
-                }
-            })
+            .map(|t| if t.as_str() == Some("sliding_attention") { window } else { None })
             .chain(std::iter::repeat(None))
             .take(layers)
             .collect());
@@ -537,9 +453,7 @@ fn sliding_windows(r: &Reader<'_>, model_type: &str, layers: usize) -> Result<Ve
     if model_type == "qwen2" || model_type == "qwen3" {
         // Qwen: layers from max_window_layers onward use the window.
         let from = r.usize_opt("max_window_layers")?.unwrap_or(layers);
-        return Ok((0..layers)
-            .map(|i| if i >= from { window } else { None })
-            .collect());
+        return Ok((0..layers).map(|i| if i >= from { window } else { None }).collect());
     }
     Ok(vec![window; layers])
 }

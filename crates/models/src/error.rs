@@ -102,42 +102,23 @@ pub type Result<T> = std::result::Result<T, ModelError>;
 impl ModelError {
     /// An I/O error for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ModelError::Io {
-            path: path.into(),
-            source,
-        }
+        ModelError::Io { path: path.into(), source }
     }
 
     /// A config error for `key` in `path`.
-    pub fn config(
-        path: impl Into<PathBuf>,
-        key: impl Into<String>,
-        why: impl Into<String>,
-    ) -> Self {
-        ModelError::Config {
-            path: path.into(),
-            key: key.into(),
-            why: why.into(),
-        }
+    pub fn config(path: impl Into<PathBuf>, key: impl Into<String>, why: impl Into<String>) -> Self {
+        ModelError::Config { path: path.into(), key: key.into(), why: why.into() }
     }
 
     /// A format error for `path`.
     pub fn format(path: impl Into<PathBuf>, why: impl Into<String>) -> Self {
-        ModelError::Format {
-            path: path.into(),
-            why: why.into(),
-        }
+        ModelError::Format { path: path.into(), why: why.into() }
     }
 }
 
 /// Joins up to `n` names for error messages, with a count of the rest.
 pub(crate) fn list_names(names: &[String], n: usize) -> String {
-    let mut s = names
-        .iter()
-        .take(n)
-        .map(|x| format!("'{x}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let mut s = names.iter().take(n).map(|x| format!("'{x}'")).collect::<Vec<_>>().join(", ");
     if names.len() > n {
         s.push_str(&format!(" and {} more", names.len() - n));
     }

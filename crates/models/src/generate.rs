@@ -60,11 +60,7 @@ impl GenerationConfig {
     pub fn for_model(model: &Model, dir: &Path) -> Result<GenerationConfig> {
         let mut g = GenerationConfig {
             eos_token_ids: model.config.eos_token_ids.clone(),
-            pad_token_id: model
-                .config
-                .pad_token_id
-                .or(model.config.eos_token_ids.first().copied())
-                .unwrap_or(0),
+            pad_token_id: model.config.pad_token_id.or(model.config.eos_token_ids.first().copied()).unwrap_or(0),
             ..Default::default()
         };
         let path = dir.join("generation_config.json");
@@ -72,10 +68,7 @@ impl GenerationConfig {
             return Ok(g);
         }
         let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| ModelError::Json {
-            path: path.clone(),
-            source: e,
-        })?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| ModelError::Json { path: path.clone(), source: e })?;
         let f = |k: &str| v.get(k).and_then(Value::as_f64);
         if let Some(x) = v.get("max_new_tokens").and_then(Value::as_u64) {
             g.max_new_tokens = x as usize;
@@ -96,16 +89,8 @@ impl GenerationConfig {
             g.repetition_penalty = x;
         }
         match v.get("eos_token_id") {
-            Some(Value::Number(n)) => {
-                g.eos_token_ids = n.as_u64().map(|x| vec![x as u32]).unwrap_or_default()
-            }
-            Some(Value::Array(a)) => {
-                g.eos_token_ids = a
-                    .iter()
-                    .filter_map(Value::as_u64)
-                    .map(|x| x as u32)
-                    .collect()
-            }
+            Some(Value::Number(n)) => g.eos_token_ids = n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+            Some(Value::Array(a)) => g.eos_token_ids = a.iter().filter_map(Value::as_u64).map(|x| x as u32).collect(),
             _ => {}
         }
         if let Some(x) = v.get("pad_token_id").and_then(Value::as_u64) {
@@ -123,10 +108,7 @@ impl GenerationConfig {
             )));
         }
         if !(0.0..=1.0).contains(&self.top_p) || self.top_p == 0.0 {
-            return Err(ModelError::Invalid(format!(
-                "top_p must be in (0, 1], got {}",
-                self.top_p
-            )));
+            return Err(ModelError::Invalid(format!("top_p must be in (0, 1], got {}", self.top_p)));
         }
         if self.repetition_penalty <= 0.0 {
             return Err(ModelError::Invalid(format!(
@@ -160,12 +142,7 @@ pub struct Generated {
 
 /// Applies repetition penalty, temperature, top-k and top-p to one row of logits and picks a
 /// token (argmax when not sampling; the lowest index wins ties).
-pub fn choose_token(
-    logits: &mut [f32],
-    seen: &[u32],
-    cfg: &GenerationConfig,
-    rng: &mut Rng,
-) -> u32 {
+pub fn choose_token(logits: &mut [f32], seen: &[u32], cfg: &GenerationConfig, rng: &mut Rng) -> u32 {
     if cfg.repetition_penalty != 1.0 {
         let p = cfg.repetition_penalty as f32;
         let mut done = std::collections::HashSet::new();
@@ -188,17 +165,10 @@ pub fn choose_token(
     let temp = cfg.temperature as f32;
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-    let keep = if cfg.top_k > 0 {
-        cfg.top_k.min(order.len())
-    } else {
-        order.len()
-    };
+    let keep = if cfg.top_k > 0 { cfg.top_k.min(order.len()) } else { order.len() };
     order.truncate(keep);
     let m = logits[order[0]] / temp;
-    let mut probs: Vec<f64> = order
-        .iter()
-        .map(|&i| ((logits[i] / temp - m) as f64).exp())
-        .collect();
+    let mut probs: Vec<f64> = order.iter().map(|&i| ((logits[i] / temp - m) as f64).exp()).collect();
     let total: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= total);
     if cfg.top_p < 1.0 {
@@ -240,19 +210,13 @@ pub fn generate(
 ) -> Result<Generated> {
     cfg.validate()?;
     if !matches!(model.head, Head::CausalLm { .. }) {
-        return Err(ModelError::Invalid(
-            "generation needs a causal language model".into(),
-        ));
+        return Err(ModelError::Invalid("generation needs a causal language model".into()));
     }
     if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
-        return Err(ModelError::Invalid(
-            "every prompt needs at least one token".into(),
-        ));
+        return Err(ModelError::Invalid("every prompt needs at least one token".into()));
     }
     if !cfg.stop_strings.is_empty() && decode.is_none() {
-        return Err(ModelError::Invalid(
-            "stop strings need a tokenizer to decode with".into(),
-        ));
+        return Err(ModelError::Invalid("stop strings need a tokenizer to decode with".into()));
     }
     let b = prompts.len();
     let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
@@ -280,8 +244,7 @@ pub fn generate(
     for _ in 0..cfg.max_new_tokens {
         let key_mask = Tensor::from_vec(mask.clone(), &[b, mask.len() / b])?;
         let g = Graph::inference();
-        let h =
-            model.hidden_states_cached(&g, &step_ids, &step_pos, Some(&key_mask), &mut cache)?;
+        let h = model.hidden_states_cached(&g, &step_ids, &step_pos, Some(&key_mask), &mut cache)?;
         let d = h.shape()[2];
         let last = g.reshape(&g.narrow(&h, 1, step_len - 1, 1)?, &[b, d])?;
         let (w, bias) = model.lm_head(&g)?;
@@ -303,11 +266,7 @@ pub fn generate(
             } else if let Some(dec) = decode {
                 if !cfg.stop_strings.is_empty() {
                     let text = dec(&out[r]);
-                    if let Some(i) = cfg
-                        .stop_strings
-                        .iter()
-                        .position(|s| text.contains(s.as_str()))
-                    {
+                    if let Some(i) = cfg.stop_strings.iter().position(|s| text.contains(s.as_str())) {
                         finish[r] = Some(FinishReason::StopString(i));
                     }
                 }
@@ -324,19 +283,10 @@ pub fn generate(
             new_mask.push(1);
         }
         mask = new_mask;
-        step_ids = Tensor::from_vec(
-            next.iter().map(|&t| t as i64).collect::<Vec<i64>>(),
-            &[b, 1],
-        )?;
+        step_ids = Tensor::from_vec(next.iter().map(|&t| t as i64).collect::<Vec<i64>>(), &[b, 1])?;
         step_pos = next_pos.clone();
         next_pos.iter_mut().for_each(|p| *p += 1);
         step_len = 1;
     }
-    Ok(Generated {
-        tokens: out,
-        finish: finish
-            .into_iter()
-            .map(|f| f.unwrap_or(FinishReason::Length))
-            .collect(),
-    })
+    Ok(Generated { tokens: out, finish: finish.into_iter().map(|f| f.unwrap_or(FinishReason::Length)).collect() })
 }

@@ -51,20 +51,8 @@ impl Gpt2 {
     /// Loads the backbone under the `transformer.` prefix.
     pub fn load(cfg: &ModelConfig, ck: &Checkpoint, store: &mut ParamStore) -> Result<Gpt2> {
         let d = cfg.hidden_size;
-        let wte = take_param(
-            ck,
-            store,
-            "transformer.wte.weight",
-            &[cfg.vocab_size, d],
-            false,
-        )?;
-        let wpe = take_param(
-            ck,
-            store,
-            "transformer.wpe.weight",
-            &[cfg.max_position_embeddings, d],
-            false,
-        )?;
+        let wte = take_param(ck, store, "transformer.wte.weight", &[cfg.vocab_size, d], false)?;
+        let wpe = take_param(ck, store, "transformer.wpe.weight", &[cfg.max_position_embeddings, d], false)?;
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
             let pre = format!("transformer.h.{i}");
@@ -81,27 +69,12 @@ impl Gpt2 {
             });
         }
         let ln_f = LayerNorm::load(ck, store, "transformer.ln_f", d, cfg.norm_eps)?;
-        Ok(Gpt2 {
-            wte,
-            wpe,
-            blocks,
-            ln_f,
-        })
+        Ok(Gpt2 { wte, wpe, blocks, ln_f })
     }
 
     /// All linear layers, in module order.
     pub fn linears_mut(&mut self) -> Vec<&mut Linear> {
-        self.blocks
-            .iter_mut()
-            .flat_map(|b| {
-                [
-                    &mut b.c_attn,
-                    &mut b.attn_proj,
-                    &mut b.c_fc,
-                    &mut b.mlp_proj,
-                ]
-            })
-            .collect()
+        self.blocks.iter_mut().flat_map(|b| [&mut b.c_attn, &mut b.attn_proj, &mut b.c_fc, &mut b.mlp_proj]).collect()
     }
 
     /// Final hidden states `[B, T, D]`. Token type ids, when given, are embedded with the token
@@ -132,10 +105,7 @@ impl Gpt2 {
             h = if checkpoint && slot.is_none() {
                 let masks = masks.clone();
                 g.checkpoint(&[&h], move |g, ins| {
-                    block
-                        .forward(g, p, cfg, &ins[0], &masks, None)
-                        .map(|v| vec![v])
-                        .map_err(crate::to_engine)
+                    block.forward(g, p, cfg, &ins[0], &masks, None).map(|v| vec![v]).map_err(crate::to_engine)
                 })?
                 .remove(0)
             } else {
@@ -166,12 +136,7 @@ impl Gpt2Block {
         let q = g.reshape(&parts[0], &[b, t, nh, hd])?;
         let k = g.reshape(&parts[1], &[b, t, nh, hd])?;
         let v = g.reshape(&parts[2], &[b, t, nh, hd])?;
-        let spec = AttentionSpec {
-            causal: true,
-            window: None,
-            scale: None,
-            dropout: cfg.attention_dropout,
-        };
+        let spec = AttentionSpec { causal: true, window: None, scale: None, dropout: cfg.attention_dropout };
         let o = attend(g, &q, k, v, slot, masks, spec)?;
         let o = self.attn_proj.forward(g, p, &g.reshape(&o, &[b, t, d])?)?;
         let h = g.add(h, &g.dropout(&o, cfg.hidden_dropout)?)?;

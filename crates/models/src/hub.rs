@@ -33,12 +33,8 @@ pub fn cache() -> Cache {
 
 /// True when `HF_HUB_OFFLINE` is set to a true value.
 pub fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "yes" | "on"
-        )
-    })
+    std::env::var("HF_HUB_OFFLINE")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 fn split_revision(reference: &str) -> (&str, &str) {
@@ -52,11 +48,7 @@ fn looks_like_repo_id(s: &str) -> bool {
     let id = split_revision(s).0;
     let parts: Vec<&str> = id.split('/').collect();
     (1..=2).contains(&parts.len())
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        })
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
         && !id.starts_with('.')
 }
 
@@ -69,10 +61,7 @@ pub fn resolve_model(reference: &str) -> Result<PathBuf> {
     if !looks_like_repo_id(reference) {
         return Err(ModelError::io(
             p,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no such folder (and not a Hub repo id)",
-            ),
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder (and not a Hub repo id)"),
         ));
     }
     let (id, revision) = split_revision(reference);
@@ -82,10 +71,7 @@ pub fn resolve_model(reference: &str) -> Result<PathBuf> {
     }
     let endpoint = std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into());
     let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
-    let hub_err = |why: String| ModelError::Hub {
-        id: id.to_string(),
-        why,
-    };
+    let hub_err = |why: String| ModelError::Hub { id: id.to_string(), why };
     let api = ApiBuilder::from_cache(cache())
         .with_endpoint(endpoint.trim_end_matches('/').to_string())
         .with_token(token)
@@ -94,19 +80,11 @@ pub fn resolve_model(reference: &str) -> Result<PathBuf> {
         .build()
         .map_err(|e| hub_err(e.to_string()))?;
     let api_repo = api.repo(repo);
-    let info = api_repo
-        .info()
-        .map_err(|e| hub_err(format!("fetching repo info from {endpoint}: {e}")))?;
+    let info = api_repo.info().map_err(|e| hub_err(format!("fetching repo info from {endpoint}: {e}")))?;
     let listed: Vec<String> = info.siblings.iter().map(|s| s.rfilename.clone()).collect();
-    let get = |f: &str| {
-        api_repo
-            .get(f)
-            .map_err(|e| hub_err(format!("downloading {f}: {e}")))
-    };
+    let get = |f: &str| api_repo.get(f).map_err(|e| hub_err(format!("downloading {f}: {e}")));
     if !listed.iter().any(|f| f == "config.json") {
-        return Err(hub_err(
-            "the repo has no config.json; is it a transformers model?".into(),
-        ));
+        return Err(hub_err("the repo has no config.json; is it a transformers model?".into()));
     }
     let config = get("config.json")?;
     for f in OPTIONAL_FILES {
@@ -122,30 +100,20 @@ pub fn resolve_model(reference: &str) -> Result<PathBuf> {
             get(&shard)?;
         }
     } else {
-        return Err(hub_err(
-            "the repo has no model.safetensors or model.safetensors.index.json".into(),
-        ));
+        return Err(hub_err("the repo has no model.safetensors or model.safetensors.index.json".into()));
     }
-    Ok(config
-        .parent()
-        .expect("a file in the snapshot")
-        .to_path_buf())
+    Ok(config.parent().expect("a file in the snapshot").to_path_buf())
 }
 
 fn shard_files(index: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(index).map_err(|e| ModelError::io(index, e))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| ModelError::Json {
-        path: index.into(),
-        source: e,
-    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ModelError::Json { path: index.into(), source: e })?;
     let map = v
         .get("weight_map")
         .and_then(|m| m.as_object())
         .ok_or_else(|| ModelError::config(index, "weight_map", "must be an object"))?;
-    let mut files: Vec<String> = map
-        .values()
-        .filter_map(|s| s.as_str().map(String::from))
-        .collect();
+    let mut files: Vec<String> = map.values().filter_map(|s| s.as_str().map(String::from)).collect();
     files.sort();
     files.dedup();
     Ok(files)
@@ -160,12 +128,8 @@ fn resolve_cached(id: &str, repo: &Repo) -> Result<PathBuf> {
             cache().path().display()
         ),
     })?;
-    let dir = config
-        .parent()
-        .expect("a file in the snapshot")
-        .to_path_buf();
-    if !dir.join("model.safetensors").exists() && !dir.join("model.safetensors.index.json").exists()
-    {
+    let dir = config.parent().expect("a file in the snapshot").to_path_buf();
+    if !dir.join("model.safetensors").exists() && !dir.join("model.safetensors.index.json").exists() {
         return Err(ModelError::Hub {
             id: id.to_string(),
             why: "HF_HUB_OFFLINE is set and the cached snapshot has no weights".into(),

@@ -8,10 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{ModelError, Result};
 
 fn temp_sibling(path: &Path, tag: &str) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.{tag}-{}.tmp", std::process::id()))
 }
 
@@ -41,10 +38,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes a JSON value (pretty-printed) atomically.
 pub fn write_json_atomic(path: &Path, value: &serde_json::Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| ModelError::Json {
-        path: path.into(),
-        source: e,
-    })?;
+    let text = serde_json::to_string_pretty(value).map_err(|e| ModelError::Json { path: path.into(), source: e })?;
     write_atomic(path, text.as_bytes())
 }
 

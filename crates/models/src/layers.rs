@@ -60,29 +60,10 @@ impl Linear {
         bias: bool,
         stored_transposed: bool,
     ) -> Result<Linear> {
-        let shape = if stored_transposed {
-            [in_features, out_features]
-        } else {
-            [out_features, in_features]
-        };
-        let weight = take_param(
-            ck,
-            store,
-            &format!("{module}.weight"),
-            &shape,
-            stored_transposed,
-        )?;
-        let bias = if bias {
-            Some(take_param(
-                ck,
-                store,
-                &format!("{module}.bias"),
-                &[out_features],
-                false,
-            )?)
-        } else {
-            None
-        };
+        let shape = if stored_transposed { [in_features, out_features] } else { [out_features, in_features] };
+        let weight = take_param(ck, store, &format!("{module}.weight"), &shape, stored_transposed)?;
+        let bias =
+            if bias { Some(take_param(ck, store, &format!("{module}.bias"), &[out_features], false)?) } else { None };
         Ok(Linear {
             module: module.to_string(),
             weight,
@@ -105,10 +86,7 @@ impl Linear {
                 b.as_ref(),
                 &g.param(p, l.a),
                 &g.param(p, l.b),
-                LoraSpec {
-                    scale: l.scale,
-                    dropout: l.dropout,
-                },
+                LoraSpec { scale: l.scale, dropout: l.dropout },
             )?,
             _ => g.linear(x, &w, b.as_ref())?,
         };
@@ -129,13 +107,7 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     /// Loads `<module>.weight` and `.bias` (or the old `.gamma` / `.beta` names).
-    pub fn load(
-        ck: &Checkpoint,
-        store: &mut ParamStore,
-        module: &str,
-        dim: usize,
-        eps: f64,
-    ) -> Result<LayerNorm> {
+    pub fn load(ck: &Checkpoint, store: &mut ParamStore, module: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
         let weight = crate::checkpoint_names::take_param_any(
             ck,
             store,
@@ -155,12 +127,7 @@ impl LayerNorm {
 
     /// Applies the norm over the last dimension.
     pub fn forward<'m>(&self, g: &Graph<'m>, p: &ParamStore, x: &Var) -> Result<Var> {
-        Ok(g.layer_norm(
-            x,
-            Some(&g.param(p, self.weight)),
-            Some(&g.param(p, self.bias)),
-            self.eps,
-        )?)
+        Ok(g.layer_norm(x, Some(&g.param(p, self.weight)), Some(&g.param(p, self.bias)), self.eps)?)
     }
 }
 
@@ -175,17 +142,8 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     /// Loads `<module>.weight`.
-    pub fn load(
-        ck: &Checkpoint,
-        store: &mut ParamStore,
-        module: &str,
-        dim: usize,
-        eps: f64,
-    ) -> Result<RmsNorm> {
-        Ok(RmsNorm {
-            weight: take_param(ck, store, &format!("{module}.weight"), &[dim], false)?,
-            eps,
-        })
+    pub fn load(ck: &Checkpoint, store: &mut ParamStore, module: &str, dim: usize, eps: f64) -> Result<RmsNorm> {
+        Ok(RmsNorm { weight: take_param(ck, store, &format!("{module}.weight"), &[dim], false)?, eps })
     }
 
     /// Applies the norm over the last dimension.

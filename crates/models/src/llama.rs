@@ -57,90 +57,30 @@ impl Llama {
     /// Loads the backbone's parameters under the `model.` prefix.
     pub fn load(cfg: &ModelConfig, ck: &Checkpoint, store: &mut ParamStore) -> Result<Llama> {
         let (d, hd) = (cfg.hidden_size, cfg.head_dim);
-        let embed = take_param(
-            ck,
-            store,
-            "model.embed_tokens.weight",
-            &[cfg.vocab_size, d],
-            false,
-        )?;
+        let embed = take_param(ck, store, "model.embed_tokens.weight", &[cfg.vocab_size, d], false)?;
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
             let pre = format!("model.layers.{i}");
             let lin = |store: &mut ParamStore, name: &str, inp, out, bias| {
                 Linear::load(ck, store, &format!("{pre}.{name}"), inp, out, bias, false)
             };
-            let input_norm = RmsNorm::load(
-                ck,
-                store,
-                &format!("{pre}.input_layernorm"),
-                d,
-                cfg.norm_eps,
-            )?;
-            let q_proj = lin(
-                store,
-                "self_attn.q_proj",
-                d,
-                cfg.num_heads * hd,
-                cfg.qkv_bias,
-            )?;
-            let k_proj = lin(
-                store,
-                "self_attn.k_proj",
-                d,
-                cfg.num_kv_heads * hd,
-                cfg.qkv_bias,
-            )?;
-            let v_proj = lin(
-                store,
-                "self_attn.v_proj",
-                d,
-                cfg.num_kv_heads * hd,
-                cfg.qkv_bias,
-            )?;
+            let input_norm = RmsNorm::load(ck, store, &format!("{pre}.input_layernorm"), d, cfg.norm_eps)?;
+            let q_proj = lin(store, "self_attn.q_proj", d, cfg.num_heads * hd, cfg.qkv_bias)?;
+            let k_proj = lin(store, "self_attn.k_proj", d, cfg.num_kv_heads * hd, cfg.qkv_bias)?;
+            let v_proj = lin(store, "self_attn.v_proj", d, cfg.num_kv_heads * hd, cfg.qkv_bias)?;
             let o_proj = lin(store, "self_attn.o_proj", cfg.num_heads * hd, d, cfg.o_bias)?;
             let (q_norm, k_norm) = if cfg.qk_norm {
                 (
-                    Some(RmsNorm::load(
-                        ck,
-                        store,
-                        &format!("{pre}.self_attn.q_norm"),
-                        hd,
-                        cfg.norm_eps,
-                    )?),
-                    Some(RmsNorm::load(
-                        ck,
-                        store,
-                        &format!("{pre}.self_attn.k_norm"),
-                        hd,
-                        cfg.norm_eps,
-                    )?),
+                    Some(RmsNorm::load(ck, store, &format!("{pre}.self_attn.q_norm"), hd, cfg.norm_eps)?),
+                    Some(RmsNorm::load(ck, store, &format!("{pre}.self_attn.k_norm"), hd, cfg.norm_eps)?),
                 )
             } else {
                 (None, None)
             };
-            let post_norm = RmsNorm::load(
-                ck,
-                store,
-                &format!("{pre}.post_attention_layernorm"),
-                d,
-                cfg.norm_eps,
-            )?;
-            let gate_proj = lin(
-                store,
-                "mlp.gate_proj",
-                d,
-                cfg.intermediate_size,
-                cfg.mlp_bias,
-            )?;
+            let post_norm = RmsNorm::load(ck, store, &format!("{pre}.post_attention_layernorm"), d, cfg.norm_eps)?;
+            let gate_proj = lin(store, "mlp.gate_proj", d, cfg.intermediate_size, cfg.mlp_bias)?;
             let up_proj = lin(store, "mlp.up_proj", d, cfg.intermediate_size, cfg.mlp_bias)?;
-            let down_proj = lin(
-                store,
-                "mlp.down_proj",
-                cfg.intermediate_size,
-                d,
-                cfg.mlp_bias,
-            )?;
+            let down_proj = lin(store, "mlp.down_proj", cfg.intermediate_size, d, cfg.mlp_bias)?;
             blocks.push(LlamaBlock {
                 input_norm,
                 q_proj,
@@ -157,11 +97,7 @@ impl Llama {
             });
         }
         let norm = RmsNorm::load(ck, store, "model.norm", d, cfg.norm_eps)?;
-        Ok(Llama {
-            embed,
-            blocks,
-            norm,
-        })
+        Ok(Llama { embed, blocks, norm })
     }
 
     /// All linear layers (for attaching adapters), in module order.
@@ -197,23 +133,14 @@ impl Llama {
     ) -> Result<Var> {
         let mut h = g.embedding(ids, &g.param(p, self.embed))?;
         let dtype = h.value().dtype();
-        let tables = RopeTables::new(
-            positions,
-            cfg.rotary_dim(),
-            cfg.rope_theta,
-            &cfg.rope_scaling,
-            dtype,
-            h.value().device(),
-        )?;
+        let tables =
+            RopeTables::new(positions, cfg.rotary_dim(), cfg.rope_theta, &cfg.rope_scaling, dtype, h.value().device())?;
         for (i, block) in self.blocks.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             h = if checkpoint && slot.is_none() {
                 let (tables, masks) = (tables.clone(), masks.clone());
                 g.checkpoint(&[&h], move |g, ins| {
-                    block
-                        .forward(g, p, cfg, &ins[0], &tables, &masks, None)
-                        .map(|v| vec![v])
-                        .map_err(crate::to_engine)
+                    block.forward(g, p, cfg, &ins[0], &tables, &masks, None).map(|v| vec![v]).map_err(crate::to_engine)
                 })?
                 .remove(0)
             } else {
@@ -242,26 +169,15 @@ impl LlamaBlock {
         let hd = cfg.head_dim;
         let x = self.input_norm.forward(g, p, h)?;
         let q = g.reshape(&self.q_proj.forward(g, p, &x)?, &[b, t, cfg.num_heads, hd])?;
-        let k = g.reshape(
-            &self.k_proj.forward(g, p, &x)?,
-            &[b, t, cfg.num_kv_heads, hd],
-        )?;
-        let v = g.reshape(
-            &self.v_proj.forward(g, p, &x)?,
-            &[b, t, cfg.num_kv_heads, hd],
-        )?;
+        let k = g.reshape(&self.k_proj.forward(g, p, &x)?, &[b, t, cfg.num_kv_heads, hd])?;
+        let v = g.reshape(&self.v_proj.forward(g, p, &x)?, &[b, t, cfg.num_kv_heads, hd])?;
         let (q, k) = match (&self.q_norm, &self.k_norm) {
             (Some(qn), Some(kn)) => (qn.forward(g, p, &q)?, kn.forward(g, p, &k)?),
             _ => (q, k),
         };
         let q = g.rope(&q, tables)?;
         let k = g.rope(&k, tables)?;
-        let spec = AttentionSpec {
-            causal: true,
-            window: self.window,
-            scale: None,
-            dropout: cfg.attention_dropout,
-        };
+        let spec = AttentionSpec { causal: true, window: self.window, scale: None, dropout: cfg.attention_dropout };
         let o = attend(g, &q, k, v, slot, masks, spec)?;
         let o = g.reshape(&o, &[b, t, cfg.num_heads * hd])?;
         let h = g.add(h, &self.o_proj.forward(g, p, &o)?)?;

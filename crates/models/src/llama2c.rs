@@ -56,18 +56,9 @@ pub fn load(path: &Path) -> Result<(Model, LoadReport, Llama2cHeader)> {
     if bytes.len() < 28 {
         return Err(ModelError::format(path, "too short for a llama2.c header"));
     }
-    let h: Vec<i32> = bytes[..28]
-        .chunks_exact(4)
-        .map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")))
-        .collect();
-    if h.iter()
-        .enumerate()
-        .any(|(i, &v)| v == 0 || (v < 0 && i != 5))
-    {
-        return Err(ModelError::format(
-            path,
-            format!("implausible llama2.c header {h:?}"),
-        ));
+    let h: Vec<i32> = bytes[..28].chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+    if h.iter().enumerate().any(|(i, &v)| v == 0 || (v < 0 && i != 5)) {
+        return Err(ModelError::format(path, format!("implausible llama2.c header {h:?}")));
     }
     let hdr = Llama2cHeader {
         dim: h[0] as usize,
@@ -83,25 +74,18 @@ pub fn load(path: &Path) -> Result<(Model, LoadReport, Llama2cHeader)> {
     if d % hdr.n_heads != 0 || hdr.n_heads % hdr.n_kv_heads != 0 {
         return Err(ModelError::format(
             path,
-            format!(
-                "dim {d} / heads {} / kv heads {} do not divide",
-                hdr.n_heads, hdr.n_kv_heads
-            ),
+            format!("dim {d} / heads {} / kv heads {} do not divide", hdr.n_heads, hdr.n_kv_heads),
         ));
     }
     let head = d / hdr.n_heads;
     let kv = hdr.n_kv_heads * head;
-    let floats: Vec<f32> = bytes[28..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-        .collect();
+    let floats: Vec<f32> =
+        bytes[28..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
     let mut at = 0usize;
     let mut next = |n: usize| -> Result<Vec<f32>> {
         let s = floats
             .get(at..at + n)
-            .ok_or_else(|| {
-                ModelError::format(path, format!("file ends at float {at}, {n} more needed"))
-            })?
+            .ok_or_else(|| ModelError::format(path, format!("file ends at float {at}, {n} more needed")))?
             .to_vec();
         at += n;
         Ok(s)
@@ -119,64 +103,30 @@ pub fn load(path: &Path) -> Result<(Model, LoadReport, Llama2cHeader)> {
     let final_norm = next(d)?;
     let _freq_real = next(hdr.seq_len * head / 2)?;
     let _freq_imag = next(hdr.seq_len * head / 2)?;
-    let wcls = if hdr.shared_classifier {
-        None
-    } else {
-        Some(next(hdr.vocab_size * d)?)
-    };
+    let wcls = if hdr.shared_classifier { None } else { Some(next(hdr.vocab_size * d)?) };
     let t = |v: Vec<f32>, s: &[usize]| Tensor::from_vec(v, s).map_err(ModelError::from);
     let mut tensors = vec![
-        (
-            "model.embed_tokens.weight".to_string(),
-            t(embed, &[hdr.vocab_size, d])?,
-        ),
+        ("model.embed_tokens.weight".to_string(), t(embed, &[hdr.vocab_size, d])?),
         ("model.norm.weight".to_string(), t(final_norm, &[d])?),
     ];
     for i in 0..l {
         let p = format!("model.layers.{i}");
         let slice = |v: &[f32], n: usize| v[i * n..(i + 1) * n].to_vec();
-        tensors.push((
-            format!("{p}.input_layernorm.weight"),
-            t(slice(&att_norm, d), &[d])?,
-        ));
-        tensors.push((
-            format!("{p}.post_attention_layernorm.weight"),
-            t(slice(&ffn_norm, d), &[d])?,
-        ));
+        tensors.push((format!("{p}.input_layernorm.weight"), t(slice(&att_norm, d), &[d])?));
+        tensors.push((format!("{p}.post_attention_layernorm.weight"), t(slice(&ffn_norm, d), &[d])?));
         tensors.push((
             format!("{p}.self_attn.q_proj.weight"),
-            t(
-                permute_rotary(&slice(&wq, d * d), hdr.n_heads, d, d),
-                &[d, d],
-            )?,
+            t(permute_rotary(&slice(&wq, d * d), hdr.n_heads, d, d), &[d, d])?,
         ));
         tensors.push((
             format!("{p}.self_attn.k_proj.weight"),
-            t(
-                permute_rotary(&slice(&wk, kv * d), hdr.n_kv_heads, kv, d),
-                &[kv, d],
-            )?,
+            t(permute_rotary(&slice(&wk, kv * d), hdr.n_kv_heads, kv, d), &[kv, d])?,
         ));
-        tensors.push((
-            format!("{p}.self_attn.v_proj.weight"),
-            t(slice(&wv, kv * d), &[kv, d])?,
-        ));
-        tensors.push((
-            format!("{p}.self_attn.o_proj.weight"),
-            t(slice(&wo, d * d), &[d, d])?,
-        ));
-        tensors.push((
-            format!("{p}.mlp.gate_proj.weight"),
-            t(slice(&w1, hd_all * d), &[hd_all, d])?,
-        ));
-        tensors.push((
-            format!("{p}.mlp.down_proj.weight"),
-            t(slice(&w2, d * hd_all), &[d, hd_all])?,
-        ));
-        tensors.push((
-            format!("{p}.mlp.up_proj.weight"),
-            t(slice(&w3, hd_all * d), &[hd_all, d])?,
-        ));
+        tensors.push((format!("{p}.self_attn.v_proj.weight"), t(slice(&wv, kv * d), &[kv, d])?));
+        tensors.push((format!("{p}.self_attn.o_proj.weight"), t(slice(&wo, d * d), &[d, d])?));
+        tensors.push((format!("{p}.mlp.gate_proj.weight"), t(slice(&w1, hd_all * d), &[hd_all, d])?));
+        tensors.push((format!("{p}.mlp.down_proj.weight"), t(slice(&w2, d * hd_all), &[d, hd_all])?));
+        tensors.push((format!("{p}.mlp.up_proj.weight"), t(slice(&w3, hd_all * d), &[hd_all, d])?));
     }
     if let Some(w) = wcls {
         tensors.push(("lm_head.weight".to_string(), t(w, &[hdr.vocab_size, d])?));
@@ -200,7 +150,6 @@ pub fn load(path: &Path) -> Result<(Model, LoadReport, Llama2cHeader)> {
     });
     let cfg = ModelConfig::from_json(path, config)?;
     let ck = Checkpoint::from_tensors(path, tensors);
-    let (model, report) =
-        Model::from_checkpoint(cfg, &ck, &LoadOptions::new(crate::Task::CausalLm))?;
+    let (model, report) = Model::from_checkpoint(cfg, &ck, &LoadOptions::new(crate::Task::CausalLm))?;
     Ok((model, report, hdr))
 }

@@ -109,9 +109,7 @@ pub struct AttachReport {
 
 fn matches_module(targets: &TargetModules, module: &str, is_output_head: bool) -> Result<bool> {
     Ok(match targets {
-        TargetModules::Names(names) => names
-            .iter()
-            .any(|t| module == t || module.ends_with(&format!(".{t}"))),
+        TargetModules::Names(names) => names.iter().any(|t| module == t || module.ends_with(&format!(".{t}"))),
         TargetModules::Regex(re) => {
             let re = regex::Regex::new(&format!("^(?:{re})$"))
                 .map_err(|e| ModelError::Invalid(format!("target_modules regex '{re}': {e}")))?;
@@ -132,10 +130,7 @@ pub fn attach(model: &mut Model, cfg: &LoraConfig) -> Result<AttachReport> {
         return Err(ModelError::Invalid("LoRA rank r must be at least 1".into()));
     }
     if !(0.0..1.0).contains(&cfg.dropout) {
-        return Err(ModelError::Invalid(format!(
-            "lora_dropout {} must be in [0, 1)",
-            cfg.dropout
-        )));
+        return Err(ModelError::Invalid(format!("lora_dropout {} must be in [0, 1)", cfg.dropout)));
     }
     model.params.set_trainable(|_| true, false);
     let task = model.task();
@@ -157,10 +152,7 @@ pub fn attach(model: &mut Model, cfg: &LoraConfig) -> Result<AttachReport> {
                 || matches!(task, Task::CausalLm) && l.module.ends_with("lm_head");
             let is_classifier = l.module.starts_with("classifier") || l.module == "score";
             if is_classifier
-                && cfg
-                    .modules_to_save
-                    .iter()
-                    .any(|m| l.module == *m || l.module.starts_with(&format!("{m}.")))
+                && cfg.modules_to_save.iter().any(|m| l.module == *m || l.module.starts_with(&format!("{m}.")))
             {
                 continue;
             }
@@ -174,19 +166,12 @@ pub fn attach(model: &mut Model, cfg: &LoraConfig) -> Result<AttachReport> {
                 }
             }
             if l.adapter.is_some() {
-                return Err(ModelError::Invalid(format!(
-                    "{} already has an adapter",
-                    l.module
-                )));
+                return Err(ModelError::Invalid(format!("{} already has an adapter", l.module)));
             }
             let bound = 1.0 / (l.in_features as f64).sqrt();
-            let a: Vec<f32> = (0..cfg.r * l.in_features)
-                .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32)
-                .collect();
-            new_params.push((
-                format!("{}.lora_A.weight", l.module),
-                Tensor::from_vec(a, &[cfg.r, l.in_features])?,
-            ));
+            let a: Vec<f32> =
+                (0..cfg.r * l.in_features).map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32).collect();
+            new_params.push((format!("{}.lora_A.weight", l.module), Tensor::from_vec(a, &[cfg.r, l.in_features])?));
             new_params.push((
                 format!("{}.lora_B.weight", l.module),
                 Tensor::zeros(&[l.out_features, cfg.r], DType::F32, Device::Cpu)?,
@@ -217,11 +202,7 @@ pub fn attach(model: &mut Model, cfg: &LoraConfig) -> Result<AttachReport> {
         }));
         adapted.push(module.clone());
     }
-    let lora_bias_ids: Vec<_> = linears
-        .iter()
-        .filter(|l| l.adapter.is_some())
-        .filter_map(|l| l.bias)
-        .collect();
+    let lora_bias_ids: Vec<_> = linears.iter().filter(|l| l.adapter.is_some()).filter_map(|l| l.bias).collect();
     drop(linears);
     match cfg.bias {
         LoraBias::None => {}
@@ -236,11 +217,7 @@ pub fn attach(model: &mut Model, cfg: &LoraConfig) -> Result<AttachReport> {
         model.params.set_trainable(|n| in_module(n, m), true);
     }
     let (total, trainable) = model.params.counts();
-    Ok(AttachReport {
-        adapted,
-        trainable,
-        total,
-    })
+    Ok(AttachReport { adapted, trainable, total })
 }
 
 /// Folds every adapter into its base weight (W ← W + s·B·A), keeping the original so that
@@ -265,17 +242,11 @@ pub fn merge(model: &mut Model) -> Result<usize> {
                         continue;
                     }
                     for i in 0..inp {
-                        merged[o * inp + i] =
-                            (merged[o * inp + i] as f64 + bok * av[k * inp + i] as f64) as f32;
+                        merged[o * inp + i] = (merged[o * inp + i] as f64 + bok * av[k * inp + i] as f64) as f32;
                     }
                 }
             }
-            updates.push((
-                l.module.clone(),
-                l.weight,
-                w,
-                Tensor::from_vec(merged, &[out, inp])?,
-            ));
+            updates.push((l.module.clone(), l.weight, w, Tensor::from_vec(merged, &[out, inp])?));
         }
     }
     let n = updates.len();
@@ -339,20 +310,11 @@ pub fn save_adapter(model: &Model, cfg: &LoraConfig, dir: &Path, base_model: &st
     for l in model.linears() {
         if let Some(Adapter::Lora(a)) = &l.adapter {
             lora_modules.push(l.module.clone());
-            tensors.push((
-                format!("{PEFT_PREFIX}{}.lora_A.weight", l.module),
-                model.params.get(a.a).value.clone(),
-            ));
-            tensors.push((
-                format!("{PEFT_PREFIX}{}.lora_B.weight", l.module),
-                model.params.get(a.b).value.clone(),
-            ));
+            tensors.push((format!("{PEFT_PREFIX}{}.lora_A.weight", l.module), model.params.get(a.a).value.clone()));
+            tensors.push((format!("{PEFT_PREFIX}{}.lora_B.weight", l.module), model.params.get(a.b).value.clone()));
             if cfg.bias == LoraBias::LoraOnly {
                 if let Some(b) = l.bias {
-                    tensors.push((
-                        format!("{PEFT_PREFIX}{}.bias", l.module),
-                        model.params.get(b).value.clone(),
-                    ));
+                    tensors.push((format!("{PEFT_PREFIX}{}.bias", l.module), model.params.get(b).value.clone()));
                 }
             }
         }
@@ -360,9 +322,7 @@ pub fn save_adapter(model: &Model, cfg: &LoraConfig, dir: &Path, base_model: &st
     let mut saved: HashSet<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
     for (_, p) in model.params.iter() {
         let keep = cfg.modules_to_save.iter().any(|m| in_module(&p.name, m))
-            || (cfg.bias == LoraBias::All
-                && p.name.ends_with(".bias")
-                && !p.name.contains("lora_"));
+            || (cfg.bias == LoraBias::All && p.name.ends_with(".bias") && !p.name.contains("lora_"));
         let key = format!("{PEFT_PREFIX}{}", p.name);
         if keep && !p.name.contains(".lora_") && saved.insert(key.clone()) {
             tensors.push((key, p.value.clone()));
@@ -414,80 +374,42 @@ pub fn save_adapter(model: &Model, cfg: &LoraConfig, dir: &Path, base_model: &st
 pub fn read_adapter_config(dir: &Path) -> Result<LoraConfig> {
     let path = dir.join("adapter_config.json");
     let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| ModelError::Json {
-        path: path.clone(),
-        source: e,
-    })?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| ModelError::Json { path: path.clone(), source: e })?;
     let err = |k: &str, why: &str| ModelError::config(&path, k, why);
     match v.get("peft_type").and_then(Value::as_str) {
         Some("LORA") | None => {}
-        Some(other) => {
-            return Err(err(
-                "peft_type",
-                &format!("'{other}' adapters are not supported; only LORA"),
-            ))
-        }
+        Some(other) => return Err(err("peft_type", &format!("'{other}' adapters are not supported; only LORA"))),
     }
     if v.get("use_dora").and_then(Value::as_bool) == Some(true) {
         return Err(err("use_dora", "DoRA adapters are not supported yet"));
     }
     for k in ["rank_pattern", "alpha_pattern"] {
-        if v.get(k)
-            .and_then(Value::as_object)
-            .is_some_and(|m| !m.is_empty())
-        {
+        if v.get(k).and_then(Value::as_object).is_some_and(|m| !m.is_empty()) {
             return Err(err(k, "per-layer ranks/alphas are not supported"));
         }
     }
-    let r = v
-        .get("r")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| err("r", "is required"))? as usize;
+    let r = v.get("r").and_then(Value::as_u64).ok_or_else(|| err("r", "is required"))? as usize;
     let alpha = v.get("lora_alpha").and_then(Value::as_f64).unwrap_or(8.0);
     let target_modules = match v.get("target_modules") {
-        Some(Value::Array(a)) => TargetModules::Names(
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(String::from)
-                .collect(),
-        ),
+        Some(Value::Array(a)) => TargetModules::Names(a.iter().filter_map(Value::as_str).map(String::from).collect()),
         Some(Value::String(s)) if s == "all-linear" => TargetModules::AllLinear,
         Some(Value::String(s)) => TargetModules::Regex(s.clone()),
-        _ => {
-            return Err(err(
-                "target_modules",
-                "is required (a list of names or a regex)",
-            ))
-        }
+        _ => return Err(err("target_modules", "is required (a list of names or a regex)")),
     };
     let bias = match v.get("bias").and_then(Value::as_str).unwrap_or("none") {
         "none" => LoraBias::None,
         "all" => LoraBias::All,
         "lora_only" => LoraBias::LoraOnly,
-        other => {
-            return Err(err(
-                "bias",
-                &format!("'{other}' is not none, all or lora_only"),
-            ))
-        }
+        other => return Err(err("bias", &format!("'{other}' is not none, all or lora_only"))),
     };
     let list = |k: &str| -> Vec<String> {
         v.get(k)
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
             .unwrap_or_default()
     };
     let layers = match v.get("layers_to_transform") {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_u64)
-            .map(|x| x as usize)
-            .collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|x| x as usize).collect(),
         Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as usize]).unwrap_or_default(),
         _ => Vec::new(),
     };
@@ -496,10 +418,7 @@ pub fn read_adapter_config(dir: &Path) -> Result<LoraConfig> {
         alpha,
         dropout: v.get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0) as f32,
         target_modules,
-        use_rslora: v
-            .get("use_rslora")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        use_rslora: v.get("use_rslora").and_then(Value::as_bool).unwrap_or(false),
         bias,
         modules_to_save: list("modules_to_save"),
         layers_to_transform: layers,
@@ -524,10 +443,7 @@ pub fn load_adapter(model: &mut Model, dir: &Path) -> Result<AdapterLoadReport> 
     attach(model, &cfg)?;
     let file = dir.join("adapter_model.safetensors");
     if !file.exists() {
-        return Err(ModelError::format(
-            dir,
-            "no adapter_model.safetensors (adapter_model.bin is not supported)",
-        ));
+        return Err(ModelError::format(dir, "no adapter_model.safetensors (adapter_model.bin is not supported)"));
     }
     let ck = Checkpoint::open_files(dir, &[file])?;
     let mut loaded = 0;
@@ -542,18 +458,13 @@ pub fn load_adapter(model: &mut Model, dir: &Path) -> Result<AdapterLoadReport> 
             .replace(".modules_to_save.default.", ".");
         let id = crate::checkpoint_names::candidates(&name)
             .into_iter()
-            .chain(
-                crate::checkpoint_names::BASE_PREFIXES
-                    .iter()
-                    .map(|p| format!("{p}{name}")),
-            )
+            .chain(crate::checkpoint_names::BASE_PREFIXES.iter().map(|p| format!("{p}{name}")))
             .find_map(|n| model.params.id(&n));
         match id {
             Some(id) => {
                 let mut t = ck.take(&key)?;
                 let want = model.params.get(id).value.shape().to_vec();
-                if t.shape() != want.as_slice() && t.rank() == 2 && t.shape() == [want[1], want[0]]
-                {
+                if t.shape() != want.as_slice() && t.rank() == 2 && t.shape() == [want[1], want[0]] {
                     // GPT-2 Conv1D weights of modules_to_save are stored [in, out].
                     t = crate::checkpoint_names::transposed(&t)?;
                 }
@@ -563,9 +474,5 @@ pub fn load_adapter(model: &mut Model, dir: &Path) -> Result<AdapterLoadReport> 
             None => ignored.push(key),
         }
     }
-    Ok(AdapterLoadReport {
-        config: cfg,
-        loaded,
-        ignored,
-    })
+    Ok(AdapterLoadReport { config: cfg, loaded, ignored })
 }

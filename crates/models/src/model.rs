@@ -110,11 +110,7 @@ pub struct LoadOptions {
 impl LoadOptions {
     /// Options for `task` with the config's labels.
     pub fn new(task: Task) -> LoadOptions {
-        LoadOptions {
-            task,
-            labels: None,
-            seed: 0,
-        }
+        LoadOptions { task, labels: None, seed: 0 }
     }
 }
 
@@ -170,22 +166,11 @@ pub struct Model {
 }
 
 fn is_ignorable_buffer(name: &str) -> bool {
-    crate::gpt2::is_buffer(name)
-        || crate::bert::is_buffer(name)
-        || name.ends_with("rotary_emb.inv_freq")
+    crate::gpt2::is_buffer(name) || crate::bert::is_buffer(name) || name.ends_with("rotary_emb.inv_freq")
 }
 
 fn is_other_head(name: &str) -> bool {
-    let heads = [
-        "lm_head.",
-        "score.",
-        "classifier.",
-        "cls.",
-        "pooler.",
-        "qa_outputs.",
-        "lm_head",
-        "mlm.",
-    ];
+    let heads = ["lm_head.", "score.", "classifier.", "cls.", "pooler.", "qa_outputs.", "lm_head", "mlm."];
     heads.iter().any(|h| name.starts_with(h))
         || name.contains(".pooler.")
         || name.starts_with("bert.pooler")
@@ -215,25 +200,18 @@ fn load_or_init_linear(
 ) -> Result<Linear> {
     let wname = format!("{module}.weight");
     if find(ck, &wname, &[]).is_some() {
-        let has_expected_shape =
-            ck.shape(&find(ck, &wname, &[]).unwrap_or_default()) == Some(&[out, inp][..]);
+        let has_expected_shape = ck.shape(&find(ck, &wname, &[]).unwrap_or_default()) == Some(&[out, inp][..]);
         if has_expected_shape {
             return Linear::load(ck, store, module, inp, out, bias, false);
         }
     }
-    let w: Vec<f32> = (0..out * inp)
-        .map(|_| (rng.normal() * std) as f32)
-        .collect();
+    let w: Vec<f32> = (0..out * inp).map(|_| (rng.normal() * std) as f32).collect();
     let weight = store.insert(wname.clone(), Tensor::from_vec(w, &[out, inp])?, true)?;
     report.initialized.push(wname);
     let bias = if bias {
         let bname = format!("{module}.bias");
         report.initialized.push(bname.clone());
-        Some(store.insert(
-            bname,
-            Tensor::zeros(&[out], DType::F32, tunesmith_engine::Device::Cpu)?,
-            true,
-        )?)
+        Some(store.insert(bname, Tensor::zeros(&[out], DType::F32, tunesmith_engine::Device::Cpu)?, true)?)
     } else {
         None
     };
@@ -264,9 +242,7 @@ impl Model {
     ) -> Result<(Model, LoadReport)> {
         if let Some(labels) = &opts.labels {
             if labels.is_empty() {
-                return Err(ModelError::Invalid(
-                    "a classification task needs at least one label".into(),
-                ));
+                return Err(ModelError::Invalid("a classification task needs at least one label".into()));
             }
             config.num_labels = labels.len();
             config.id2label = labels.clone();
@@ -300,8 +276,19 @@ impl Model {
                 Head::CausalLm { lm_head }
             }
             (Task::SequenceClassification, Family::Bert) if config.model_type != "bert" => {
-                let dense = load_or_init_linear(ck, &mut params, "classifier.dense", d, d, true, &mut rng, std, &mut report)?;
-                let out = load_or_init_linear(ck, &mut params, "classifier.out_proj", d, n, true, &mut rng, std, &mut report)?;
+                let dense =
+                    load_or_init_linear(ck, &mut params, "classifier.dense", d, d, true, &mut rng, std, &mut report)?;
+                let out = load_or_init_linear(
+                    ck,
+                    &mut params,
+                    "classifier.out_proj",
+                    d,
+                    n,
+                    true,
+                    &mut rng,
+                    std,
+                    &mut report,
+                )?;
                 Head::SequenceClassification(ClassifierHead {
                     dense: Some(dense),
                     use_pooler: false,
@@ -352,8 +339,7 @@ impl Model {
             (Task::Embedding, _) => Head::Embedding { normalize: true },
         };
         let leftovers = ck.untaken(is_ignorable_buffer);
-        let (unused, unexpected): (Vec<String>, Vec<String>) =
-            leftovers.into_iter().partition(|n| is_other_head(n));
+        let (unused, unexpected): (Vec<String>, Vec<String>) = leftovers.into_iter().partition(|n| is_other_head(n));
         if !unexpected.is_empty() {
             return Err(ModelError::UnexpectedTensors {
                 path: ck.root().to_path_buf(),
@@ -362,13 +348,7 @@ impl Model {
             });
         }
         report.unused = unused;
-        let model = Model {
-            config,
-            params,
-            backbone,
-            head,
-            source: ck.root().to_path_buf(),
-        };
+        let model = Model { config, params, backbone, head, source: ck.root().to_path_buf() };
         Ok((model, report))
     }
 
@@ -425,15 +405,7 @@ impl Model {
         match &self.backbone {
             Backbone::Llama(m) => {
                 for b in &m.blocks {
-                    v.extend([
-                        &b.q_proj,
-                        &b.k_proj,
-                        &b.v_proj,
-                        &b.o_proj,
-                        &b.gate_proj,
-                        &b.up_proj,
-                        &b.down_proj,
-                    ]);
+                    v.extend([&b.q_proj, &b.k_proj, &b.v_proj, &b.o_proj, &b.gate_proj, &b.up_proj, &b.down_proj]);
                 }
             }
             Backbone::Gpt2(m) => {
@@ -443,14 +415,7 @@ impl Model {
             }
             Backbone::Bert(m) => {
                 for b in &m.blocks {
-                    v.extend([
-                        &b.query,
-                        &b.key,
-                        &b.value,
-                        &b.attn_out,
-                        &b.intermediate,
-                        &b.output,
-                    ]);
+                    v.extend([&b.query, &b.key, &b.value, &b.attn_out, &b.intermediate, &b.output]);
                 }
                 v.extend(m.pooler.as_ref());
             }
@@ -471,21 +436,13 @@ impl Model {
             Some(m) if batch.mask_values()?.contains(&0) => Some(m.clone()),
             _ => None,
         };
-        Ok(AttnMasks {
-            key_mask,
-            segments: batch.segment_ids.clone(),
-        })
+        Ok(AttnMasks { key_mask, segments: batch.segment_ids.clone() })
     }
 
     fn positions(&self, batch: &Batch) -> Result<Vec<i64>> {
         if batch.position_ids.is_none() && self.config.family == Family::Bert {
             let (b, t) = batch.dims();
-            let ids: Vec<i64> = batch
-                .input_ids
-                .to_vec_f64()?
-                .into_iter()
-                .map(|x| x as i64)
-                .collect();
+            let ids: Vec<i64> = batch.input_ids.to_vec_f64()?.into_iter().map(|x| x as i64).collect();
             return Ok(Bert::positions(&self.config, &ids, b, t));
         }
         batch.positions()
@@ -493,24 +450,11 @@ impl Model {
 
     /// Final hidden states `[B, T, D]`. `checkpoint` recomputes each block in the backward
     /// instead of keeping its activations.
-    pub fn hidden_states<'m>(
-        &'m self,
-        g: &Graph<'m>,
-        batch: &Batch,
-        checkpoint: bool,
-    ) -> Result<Var> {
+    pub fn hidden_states<'m>(&'m self, g: &Graph<'m>, batch: &Batch, checkpoint: bool) -> Result<Var> {
         batch.validate()?;
         let masks = self.masks(batch)?;
         let positions = self.positions(batch)?;
-        self.backbone_forward(
-            g,
-            &batch.input_ids,
-            &positions,
-            batch.token_type_ids.as_ref(),
-            &masks,
-            None,
-            checkpoint,
-        )
+        self.backbone_forward(g, &batch.input_ids, &positions, batch.token_type_ids.as_ref(), &masks, None, checkpoint)
     }
 
     /// Hidden states of new tokens `ids [B, T]` given a key/value cache; `key_mask [B, S+T]`
@@ -526,10 +470,7 @@ impl Model {
         if self.config.family == Family::Bert {
             return Err(ModelError::Invalid("encoders do not generate text".into()));
         }
-        let masks = AttnMasks {
-            key_mask: key_mask.cloned(),
-            segments: None,
-        };
+        let masks = AttnMasks { key_mask: key_mask.cloned(), segments: None };
         self.backbone_forward(g, ids, positions, None, &masks, Some(cache), false)
     }
 
@@ -547,35 +488,18 @@ impl Model {
         let (p, cfg) = (&self.params, &self.config);
         match &self.backbone {
             Backbone::Llama(m) => m.forward(g, p, cfg, ids, positions, masks, cache, checkpoint),
-            Backbone::Gpt2(m) => m.forward(
-                g,
-                p,
-                cfg,
-                ids,
-                positions,
-                token_types,
-                masks,
-                cache,
-                checkpoint,
-            ),
-            Backbone::Bert(m) => {
-                m.forward(g, p, cfg, ids, positions, token_types, masks, checkpoint)
-            }
+            Backbone::Gpt2(m) => m.forward(g, p, cfg, ids, positions, token_types, masks, cache, checkpoint),
+            Backbone::Bert(m) => m.forward(g, p, cfg, ids, positions, token_types, masks, checkpoint),
         }
     }
 
     /// The output projection of a causal LM: (weight `[V, D]`, bias).
     pub fn lm_head<'m>(&'m self, g: &Graph<'m>) -> Result<(Var, Option<Var>)> {
         let Head::CausalLm { lm_head } = &self.head else {
-            return Err(ModelError::Invalid(
-                "this model has no language-model head".into(),
-            ));
+            return Err(ModelError::Invalid("this model has no language-model head".into()));
         };
         Ok(match lm_head {
-            Some(l) => (
-                g.param(&self.params, l.weight),
-                l.bias.map(|b| g.param(&self.params, b)),
-            ),
+            Some(l) => (g.param(&self.params, l.weight), l.bias.map(|b| g.param(&self.params, b))),
             None => {
                 let embed = match &self.backbone {
                     Backbone::Llama(m) => m.embed,
@@ -592,19 +516,11 @@ impl Model {
     /// position when the config has no pad token).
     fn last_token_rows(&self, batch: &Batch) -> Result<Vec<i64>> {
         let (b, t) = batch.dims();
-        let ids: Vec<i64> = batch
-            .input_ids
-            .to_vec_f64()?
-            .into_iter()
-            .map(|x| x as i64)
-            .collect();
+        let ids: Vec<i64> = batch.input_ids.to_vec_f64()?.into_iter().map(|x| x as i64).collect();
         Ok((0..b)
             .map(|r| {
                 let last = match self.config.pad_token_id {
-                    Some(pad) => (0..t)
-                        .filter(|&c| ids[r * t + c] != pad as i64)
-                        .max()
-                        .unwrap_or(0),
+                    Some(pad) => (0..t).filter(|&c| ids[r * t + c] != pad as i64).max().unwrap_or(0),
                     None => t - 1,
                 };
                 (r * t + last) as i64
@@ -613,13 +529,7 @@ impl Model {
     }
 
     /// Features that feed a classifier's output layer: `[B, D]` or `[B, T, D]`.
-    fn classifier_features<'m>(
-        &'m self,
-        g: &Graph<'m>,
-        head: &ClassifierHead,
-        h: &Var,
-        batch: &Batch,
-    ) -> Result<Var> {
+    fn classifier_features<'m>(&'m self, g: &Graph<'m>, head: &ClassifierHead, h: &Var, batch: &Batch) -> Result<Var> {
         let s = h.shape().to_vec();
         let x = match head.pooling {
             Pooling::PerToken => h.clone(),
@@ -634,10 +544,7 @@ impl Model {
             let Backbone::Bert(b) = &self.backbone else {
                 return Err(ModelError::Invalid("only encoders have a pooler".into()));
             };
-            let pooler = b
-                .pooler
-                .as_ref()
-                .ok_or_else(|| ModelError::Invalid("the encoder has no pooler".into()))?;
+            let pooler = b.pooler.as_ref().ok_or_else(|| ModelError::Invalid("the encoder has no pooler".into()))?;
             g.tanh(&pooler.forward(g, &self.params, &x)?)?
         } else {
             x
@@ -677,11 +584,7 @@ impl Model {
                     None => Tensor::from_vec(vec![1i64; b * t], &[b, t])?,
                 };
                 let pooled = g.mean_pool(h, &mask)?;
-                Ok(if *normalize {
-                    g.l2_normalize(&pooled, 1e-12)?
-                } else {
-                    pooled
-                })
+                Ok(if *normalize { g.l2_normalize(&pooled, 1e-12)? } else { pooled })
             }
         }
     }
@@ -708,33 +611,45 @@ impl Model {
         targets: &Targets,
         opts: &LossOptions,
     ) -> Result<ModelLoss> {
-        let spec = CrossEntropySpec {
-            ignore_index: -100,
-            label_smoothing: opts.label_smoothing,
-            normalizer: opts.normalizer,
-        };
+        let spec =
+            CrossEntropySpec { ignore_index: -100, label_smoothing: opts.label_smoothing, normalizer: opts.normalizer };
         match (&self.head, targets) {
             (Head::CausalLm { .. }, Targets::Tokens(labels)) => {
                 let (b, t) = batch.dims();
                 if labels.shape() != [b, t] {
-                    return Err(ModelError::Invalid(format!("labels {:?} must match input_ids [{b}, {t}]", labels.shape())));
+                    return Err(ModelError::Invalid(format!(
+                        "labels {:?} must match input_ids [{b}, {t}]",
+                        labels.shape()
+                    )));
                 }
                 let shifted = shift_left(labels, -100)?;
                 let weights = opts.token_weights.as_ref().map(shift_weights).transpose()?;
                 let (w, bias) = self.lm_head(g)?;
                 let out = g.linear_cross_entropy(h, &w, bias.as_ref(), &shifted, weights.as_ref(), spec)?;
-                Ok(ModelLoss { loss: out.loss, counted: out.counted, token_logprobs: Some(out.token_logprobs), logits: None })
+                Ok(ModelLoss {
+                    loss: out.loss,
+                    counted: out.counted,
+                    token_logprobs: Some(out.token_logprobs),
+                    logits: None,
+                })
             }
             (Head::TokenClassification(head), Targets::Tokens(labels)) => {
                 let x = self.classifier_features(g, head, h, batch)?;
-                let (w, bias) = (g.param(&self.params, head.out.weight), head.out.bias.map(|b| g.param(&self.params, b)));
+                let (w, bias) =
+                    (g.param(&self.params, head.out.weight), head.out.bias.map(|b| g.param(&self.params, b)));
                 let out = g.linear_cross_entropy(&x, &w, bias.as_ref(), labels, opts.token_weights.as_ref(), spec)?;
-                Ok(ModelLoss { loss: out.loss, counted: out.counted, token_logprobs: Some(out.token_logprobs), logits: None })
+                Ok(ModelLoss {
+                    loss: out.loss,
+                    counted: out.counted,
+                    token_logprobs: Some(out.token_logprobs),
+                    logits: None,
+                })
             }
             (Head::SequenceClassification(head), Targets::Classes(labels)) => {
                 let x = self.classifier_features(g, head, h, batch)?;
                 let logits = head.out.forward(g, &self.params, &x)?.value().clone();
-                let (w, bias) = (g.param(&self.params, head.out.weight), head.out.bias.map(|b| g.param(&self.params, b)));
+                let (w, bias) =
+                    (g.param(&self.params, head.out.weight), head.out.bias.map(|b| g.param(&self.params, b)));
                 let out = g.linear_cross_entropy(&x, &w, bias.as_ref(), labels, None, spec)?;
                 Ok(ModelLoss { loss: out.loss, counted: out.counted, token_logprobs: None, logits: Some(logits) })
             }
@@ -743,12 +658,21 @@ impl Model {
                 let pred = head.out.forward(g, &self.params, &x)?;
                 let target = g.input(values.reshape(pred.shape())?.to_dtype(pred.value().dtype())?);
                 let loss = g.mse(&pred, &target)?;
-                Ok(ModelLoss { counted: pred.shape()[0], logits: Some(pred.value().clone()), loss, token_logprobs: None })
+                Ok(ModelLoss {
+                    counted: pred.shape()[0],
+                    logits: Some(pred.value().clone()),
+                    loss,
+                    token_logprobs: None,
+                })
             }
             (Head::Embedding { .. }, _) => Err(ModelError::Invalid(
                 "embedding models are trained with a pairwise loss on their embeddings, not per-example targets".into(),
             )),
-            (_, t) => Err(ModelError::Invalid(format!("targets {} do not fit this model's {:?} head", targets_name(t), self.task()))),
+            (_, t) => Err(ModelError::Invalid(format!(
+                "targets {} do not fit this model's {:?} head",
+                targets_name(t),
+                self.task()
+            ))),
         }
     }
 
@@ -793,11 +717,7 @@ impl Model {
             if adapter_params.contains(&id) {
                 continue;
             }
-            let t = if transposed_weights.contains(&id) {
-                transposed(&p.value)?
-            } else {
-                p.value.clone()
-            };
+            let t = if transposed_weights.contains(&id) { transposed(&p.value)? } else { p.value.clone() };
             // A bare backbone (`BertModel`, `LlamaModel`, ...) has no base-model prefix.
             let name = match self.head {
                 Head::Embedding { .. } => crate::checkpoint_names::BASE_PREFIXES
@@ -818,17 +738,12 @@ impl Model {
         let tensors = self.export_tensors()?;
         let mut cfg = self.config.clone();
         if let Head::CausalLm { lm_head } = &self.head {
-            cfg.raw.insert(
-                "tie_word_embeddings".into(),
-                serde_json::Value::Bool(lm_head.is_none()),
-            );
+            cfg.raw.insert("tie_word_embeddings".into(), serde_json::Value::Bool(lm_head.is_none()));
         }
         let config = cfg.to_json(&self.architecture());
         crate::io::write_dir_atomic(dir, |tmp| {
             crate::io::write_json_atomic(&tmp.join("config.json"), &config)?;
-            let meta = [("format".to_string(), "pt".to_string())]
-                .into_iter()
-                .collect();
+            let meta = [("format".to_string(), "pt".to_string())].into_iter().collect();
             crate::weights::save_safetensors(&tmp.join("model.safetensors"), &tensors, Some(meta))
         })
     }

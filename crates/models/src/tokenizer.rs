@@ -61,28 +61,16 @@ impl Tokenizer {
     /// Loads `tokenizer.json` (+ `tokenizer_config.json` when present) from a model folder.
     pub fn from_dir(dir: &Path) -> Result<Tokenizer> {
         let path = dir.join("tokenizer.json");
-        let mut inner =
-            tokenizers::Tokenizer::from_file(&path).map_err(|e| ModelError::Tokenizer {
-                path: path.clone(),
-                why: e.to_string(),
-            })?;
+        let mut inner = tokenizers::Tokenizer::from_file(&path)
+            .map_err(|e| ModelError::Tokenizer { path: path.clone(), why: e.to_string() })?;
         // Padding and truncation saved in tokenizer.json are call-time choices in transformers
         // (its fast tokenizers reset them on every call); here the data pipeline makes them.
         inner.with_padding(None);
-        inner
-            .with_truncation(None)
-            .map_err(|e| ModelError::Tokenizer {
-                path: path.clone(),
-                why: e.to_string(),
-            })?;
+        inner.with_truncation(None).map_err(|e| ModelError::Tokenizer { path: path.clone(), why: e.to_string() })?;
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg: Value = if cfg_path.exists() {
-            let text =
-                std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
-            serde_json::from_str(&text).map_err(|e| ModelError::Json {
-                path: cfg_path.clone(),
-                source: e,
-            })?
+            let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
+            serde_json::from_str(&text).map_err(|e| ModelError::Json { path: cfg_path.clone(), source: e })?
         } else {
             Value::Null
         };
@@ -105,25 +93,15 @@ impl Tokenizer {
                 .and_then(|t| t.get("template").and_then(|s| s.as_str()).map(String::from)),
             _ => {
                 let jinja = dir.join("chat_template.jinja");
-                jinja
-                    .exists()
-                    .then(|| std::fs::read_to_string(&jinja).ok())
-                    .flatten()
+                jinja.exists().then(|| std::fs::read_to_string(&jinja).ok()).flatten()
             }
         };
-        Ok(Tokenizer::Hf {
-            inner: Box::new(inner),
-            special,
-            chat_template,
-            path,
-        })
+        Ok(Tokenizer::Hf { inner: Box::new(inner), special, chat_template, path })
     }
 
     /// Loads a llama2.c tokenizer file (`tokenizer.bin`, `tok512.bin`) with `vocab_size` tokens.
     pub fn from_llama2c(path: &Path, vocab_size: usize) -> Result<Tokenizer> {
-        Ok(Tokenizer::Llama2c(Llama2cTokenizer::load(
-            path, vocab_size,
-        )?))
+        Ok(Tokenizer::Llama2c(Llama2cTokenizer::load(path, vocab_size)?))
     }
 
     /// Token ids of `text`; `add_special` adds what the tokenizer's post-processor (or BOS for
@@ -133,10 +111,7 @@ impl Tokenizer {
             Tokenizer::Hf { inner, path, .. } => inner
                 .encode(text, add_special)
                 .map(|e| e.get_ids().to_vec())
-                .map_err(|e| ModelError::Tokenizer {
-                    path: path.clone(),
-                    why: e.to_string(),
-                }),
+                .map_err(|e| ModelError::Tokenizer { path: path.clone(), why: e.to_string() }),
             Tokenizer::Llama2c(t) => Ok(t.encode(text, add_special, false)),
         }
     }
@@ -147,10 +122,7 @@ impl Tokenizer {
             Tokenizer::Hf { inner, path, .. } => inner
                 .encode((a, b), true)
                 .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
-                .map_err(|e| ModelError::Tokenizer {
-                    path: path.clone(),
-                    why: e.to_string(),
-                }),
+                .map_err(|e| ModelError::Tokenizer { path: path.clone(), why: e.to_string() }),
             Tokenizer::Llama2c(t) => {
                 let mut ids = t.encode(a, true, false);
                 let n = ids.len();
@@ -164,14 +136,9 @@ impl Tokenizer {
     /// Text of `ids`.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
         match self {
-            Tokenizer::Hf { inner, path, .. } => {
-                inner
-                    .decode(ids, skip_special)
-                    .map_err(|e| ModelError::Tokenizer {
-                        path: path.clone(),
-                        why: e.to_string(),
-                    })
-            }
+            Tokenizer::Hf { inner, path, .. } => inner
+                .decode(ids, skip_special)
+                .map_err(|e| ModelError::Tokenizer { path: path.clone(), why: e.to_string() }),
             Tokenizer::Llama2c(t) => Ok(t.decode(ids)),
         }
     }
@@ -196,10 +163,7 @@ impl Tokenizer {
     pub fn id_to_token(&self, id: u32) -> Option<String> {
         match self {
             Tokenizer::Hf { inner, .. } => inner.id_to_token(id),
-            Tokenizer::Llama2c(t) => t
-                .vocab
-                .get(id as usize)
-                .map(|b| String::from_utf8_lossy(b).into_owned()),
+            Tokenizer::Llama2c(t) => t.vocab.get(id as usize).map(|b| String::from_utf8_lossy(b).into_owned()),
         }
     }
 
@@ -247,17 +211,13 @@ impl Llama2cTokenizer {
     /// Reads `path` holding `vocab_size` entries.
     pub fn load(path: &Path, vocab_size: usize) -> Result<Llama2cTokenizer> {
         let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-        let bad = |why: &str| ModelError::Tokenizer {
-            path: path.into(),
-            why: why.into(),
-        };
+        let bad = |why: &str| ModelError::Tokenizer { path: path.into(), why: why.into() };
         let mut at = 4usize; // max_token_length
         let mut vocab = Vec::with_capacity(vocab_size);
         let mut scores = Vec::with_capacity(vocab_size);
         for i in 0..vocab_size {
-            let hdr = bytes
-                .get(at..at + 8)
-                .ok_or_else(|| bad(&format!("file ends before token {i} of {vocab_size}")))?;
+            let hdr =
+                bytes.get(at..at + 8).ok_or_else(|| bad(&format!("file ends before token {i} of {vocab_size}")))?;
             let score = f32::from_le_bytes(hdr[0..4].try_into().expect("4 bytes"));
             let len = i32::from_le_bytes(hdr[4..8].try_into().expect("4 bytes"));
             if len < 0 {
@@ -271,16 +231,8 @@ impl Llama2cTokenizer {
             scores.push(score);
             at += len as usize;
         }
-        let lookup = vocab
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.clone(), i as u32))
-            .collect();
-        Ok(Llama2cTokenizer {
-            vocab,
-            scores,
-            lookup,
-        })
+        let lookup = vocab.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
+        Ok(Llama2cTokenizer { vocab, scores, lookup })
     }
 
     /// Encodes like llama2.c: optional BOS (1), a dummy-prefix space, code points (bytes + 3 when
@@ -343,8 +295,7 @@ impl Llama2cTokenizer {
                 continue;
             };
             let mut piece: &[u8] = piece;
-            if (prev == Some(1) || prev.is_none() && out.is_empty()) && piece.first() == Some(&b' ')
-            {
+            if (prev == Some(1) || prev.is_none() && out.is_empty()) && piece.first() == Some(&b' ') {
                 piece = &piece[1..];
             }
             if piece.len() == 6 && piece.starts_with(b"<0x") && piece.ends_with(b">") {

@@ -13,13 +13,7 @@ use tunesmith_engine::{bf16, f16, Tensor};
 use crate::error::{list_names, ModelError, Result};
 
 enum Entry {
-    Mapped {
-        file: usize,
-        dtype: StDtype,
-        shape: Vec<usize>,
-        start: usize,
-        end: usize,
-    },
+    Mapped { file: usize, dtype: StDtype, shape: Vec<usize>, start: usize, end: usize },
     Memory(Tensor),
 }
 
@@ -60,24 +54,11 @@ impl Checkpoint {
         if index.exists() {
             let text = std::fs::read_to_string(&index).map_err(|e| ModelError::io(&index, e))?;
             let v: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| ModelError::Json {
-                    path: index.clone(),
-                    source: e,
-                })?;
-            let map = v
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| {
-                    ModelError::config(
-                        &index,
-                        "weight_map",
-                        "must be an object of tensor name → shard file",
-                    )
-                })?;
-            let mut shards: Vec<String> = map
-                .values()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect();
+                serde_json::from_str(&text).map_err(|e| ModelError::Json { path: index.clone(), source: e })?;
+            let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| {
+                ModelError::config(&index, "weight_map", "must be an object of tensor name → shard file")
+            })?;
+            let mut shards: Vec<String> = map.values().filter_map(|s| s.as_str().map(String::from)).collect();
             shards.sort();
             shards.dedup();
             let paths: Vec<PathBuf> = shards.iter().map(|s| dir.join(s)).collect();
@@ -86,9 +67,7 @@ impl Checkpoint {
                 if !ck.entries.contains_key(name) {
                     return Err(ModelError::format(
                         &index,
-                        format!(
-                            "lists tensor '{name}' in {shard}, but that shard does not contain it"
-                        ),
+                        format!("lists tensor '{name}' in {shard}, but that shard does not contain it"),
                     ));
                 }
             }
@@ -101,10 +80,7 @@ impl Checkpoint {
                  `model.save_pretrained(dir, safe_serialization=True)` in transformers",
             ));
         }
-        Err(ModelError::format(
-            dir,
-            "no model.safetensors or model.safetensors.index.json in this folder",
-        ))
+        Err(ModelError::format(dir, "no model.safetensors or model.safetensors.index.json in this folder"))
     }
 
     /// Opens specific safetensors files (tensor names must be unique across them).
@@ -113,23 +89,16 @@ impl Checkpoint {
         let mut entries = BTreeMap::new();
         for (fi, path) in paths.iter().enumerate() {
             let mmap = open_mmap(path)?;
-            let (header_len, meta) = SafeTensors::read_metadata(&mmap).map_err(|e| {
-                ModelError::format(path, format!("not a valid safetensors file: {e}"))
-            })?;
+            let (header_len, meta) = SafeTensors::read_metadata(&mmap)
+                .map_err(|e| ModelError::format(path, format!("not a valid safetensors file: {e}")))?;
             let base = 8 + header_len;
             for (name, info) in meta.tensors() {
                 let (s, e) = info.data_offsets;
                 if base + e > mmap.len() || s > e {
-                    return Err(ModelError::format(
-                        path,
-                        format!("tensor '{name}' lies outside the file"),
-                    ));
+                    return Err(ModelError::format(path, format!("tensor '{name}' lies outside the file")));
                 }
                 if entries.contains_key(&name) {
-                    return Err(ModelError::format(
-                        path,
-                        format!("tensor '{name}' appears in more than one shard"),
-                    ));
+                    return Err(ModelError::format(path, format!("tensor '{name}' appears in more than one shard")));
                 }
                 entries.insert(
                     name,
@@ -144,26 +113,13 @@ impl Checkpoint {
             }
             files.push((path.clone(), mmap));
         }
-        Ok(Checkpoint {
-            root: root.to_path_buf(),
-            files,
-            entries,
-            taken: Default::default(),
-        })
+        Ok(Checkpoint { root: root.to_path_buf(), files, entries, taken: Default::default() })
     }
 
     /// A checkpoint over named in-memory tensors (`root` is used in messages).
     pub fn from_tensors(root: &Path, tensors: Vec<(String, Tensor)>) -> Checkpoint {
-        let entries = tensors
-            .into_iter()
-            .map(|(n, t)| (n, Entry::Memory(t)))
-            .collect();
-        Checkpoint {
-            root: root.to_path_buf(),
-            files: Vec::new(),
-            entries,
-            taken: Default::default(),
-        }
+        let entries = tensors.into_iter().map(|(n, t)| (n, Entry::Memory(t))).collect();
+        Checkpoint { root: root.to_path_buf(), files: Vec::new(), entries, taken: Default::default() }
     }
 
     /// Where the checkpoint lives (for messages).
@@ -191,19 +147,10 @@ impl Checkpoint {
         let e = self
             .entries
             .get(name)
-            .ok_or_else(|| ModelError::MissingTensors {
-                path: self.root.clone(),
-                names: format!("'{name}'"),
-            })?;
+            .ok_or_else(|| ModelError::MissingTensors { path: self.root.clone(), names: format!("'{name}'") })?;
         self.taken.borrow_mut().insert(name.to_string());
         match e {
-            Entry::Mapped {
-                file,
-                dtype,
-                shape,
-                start,
-                end,
-            } => {
+            Entry::Mapped { file, dtype, shape, start, end } => {
                 let (path, mmap) = &self.files[*file];
                 decode(path, name, *dtype, shape, &mmap[*start..*end])
             }
@@ -228,11 +175,7 @@ impl Checkpoint {
     /// Names never taken, except those `ignore` accepts (buffers such as `attn.bias`).
     pub fn untaken(&self, ignore: impl Fn(&str) -> bool) -> Vec<String> {
         let taken = self.taken.borrow();
-        self.entries
-            .keys()
-            .filter(|n| !taken.contains(*n) && !ignore(n))
-            .cloned()
-            .collect()
+        self.entries.keys().filter(|n| !taken.contains(*n) && !ignore(n)).cloned().collect()
     }
 
     /// Errors if any tensor was never taken (and is not ignorable).
@@ -251,18 +194,10 @@ impl Checkpoint {
 }
 
 fn chunks_le<const N: usize>(bytes: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
-    bytes
-        .chunks_exact(N)
-        .map(|c| c.try_into().expect("exact chunk"))
+    bytes.chunks_exact(N).map(|c| c.try_into().expect("exact chunk"))
 }
 
-fn decode(
-    path: &Path,
-    name: &str,
-    dtype: StDtype,
-    shape: &[usize],
-    bytes: &[u8],
-) -> Result<Tensor> {
+fn decode(path: &Path, name: &str, dtype: StDtype, shape: &[usize], bytes: &[u8]) -> Result<Tensor> {
     let n: usize = shape.iter().product();
     let width = match dtype {
         StDtype::F32 | StDtype::I32 | StDtype::U32 => 4,
@@ -270,90 +205,46 @@ fn decode(
         StDtype::F64 | StDtype::I64 | StDtype::U64 => 8,
         StDtype::BOOL | StDtype::U8 | StDtype::I8 => 1,
         other => {
-            return Err(ModelError::format(
-                path,
-                format!("tensor '{name}' has unsupported dtype {other:?}"),
-            ));
+            return Err(ModelError::format(path, format!("tensor '{name}' has unsupported dtype {other:?}")));
         }
     };
     if bytes.len() != n * width {
         return Err(ModelError::format(
             path,
-            format!(
-                "tensor '{name}' has {} bytes, its shape needs {}",
-                bytes.len(),
-                n * width
-            ),
+            format!("tensor '{name}' has {} bytes, its shape needs {}", bytes.len(), n * width),
         ));
     }
     let t = match dtype {
-        StDtype::F32 => Tensor::from_vec(
-            chunks_le::<4>(bytes)
-                .map(f32::from_le_bytes)
-                .collect::<Vec<f32>>(),
-            shape,
-        ),
-        StDtype::F64 => Tensor::from_vec(
-            chunks_le::<8>(bytes)
-                .map(|b| f64::from_le_bytes(b) as f32)
-                .collect::<Vec<f32>>(),
-            shape,
-        ),
+        StDtype::F32 => Tensor::from_vec(chunks_le::<4>(bytes).map(f32::from_le_bytes).collect::<Vec<f32>>(), shape),
+        StDtype::F64 => {
+            Tensor::from_vec(chunks_le::<8>(bytes).map(|b| f64::from_le_bytes(b) as f32).collect::<Vec<f32>>(), shape)
+        }
         StDtype::BF16 => Tensor::from_vec(
-            chunks_le::<2>(bytes)
-                .map(|b| bf16::from_bits(u16::from_le_bytes(b)).to_f32())
-                .collect::<Vec<f32>>(),
+            chunks_le::<2>(bytes).map(|b| bf16::from_bits(u16::from_le_bytes(b)).to_f32()).collect::<Vec<f32>>(),
             shape,
         ),
         StDtype::F16 => Tensor::from_vec(
-            chunks_le::<2>(bytes)
-                .map(|b| f16::from_bits(u16::from_le_bytes(b)).to_f32())
-                .collect::<Vec<f32>>(),
+            chunks_le::<2>(bytes).map(|b| f16::from_bits(u16::from_le_bytes(b)).to_f32()).collect::<Vec<f32>>(),
             shape,
         ),
-        StDtype::I64 => Tensor::from_vec(
-            chunks_le::<8>(bytes)
-                .map(i64::from_le_bytes)
-                .collect::<Vec<i64>>(),
-            shape,
-        ),
-        StDtype::I32 => Tensor::from_vec(
-            chunks_le::<4>(bytes)
-                .map(|b| i32::from_le_bytes(b) as i64)
-                .collect::<Vec<i64>>(),
-            shape,
-        ),
-        StDtype::U32 => Tensor::from_vec(
-            chunks_le::<4>(bytes)
-                .map(|b| u32::from_le_bytes(b) as i64)
-                .collect::<Vec<i64>>(),
-            shape,
-        ),
-        StDtype::U64 => Tensor::from_vec(
-            chunks_le::<8>(bytes)
-                .map(|b| u64::from_le_bytes(b) as i64)
-                .collect::<Vec<i64>>(),
-            shape,
-        ),
-        StDtype::I16 => Tensor::from_vec(
-            chunks_le::<2>(bytes)
-                .map(|b| i16::from_le_bytes(b) as i64)
-                .collect::<Vec<i64>>(),
-            shape,
-        ),
-        StDtype::U16 => Tensor::from_vec(
-            chunks_le::<2>(bytes)
-                .map(|b| u16::from_le_bytes(b) as i64)
-                .collect::<Vec<i64>>(),
-            shape,
-        ),
-        StDtype::I8 => Tensor::from_vec(
-            bytes.iter().map(|&b| b as i8 as i64).collect::<Vec<i64>>(),
-            shape,
-        ),
-        StDtype::U8 | StDtype::BOOL => {
-            Tensor::from_vec(bytes.iter().map(|&b| b as i64).collect::<Vec<i64>>(), shape)
+        StDtype::I64 => Tensor::from_vec(chunks_le::<8>(bytes).map(i64::from_le_bytes).collect::<Vec<i64>>(), shape),
+        StDtype::I32 => {
+            Tensor::from_vec(chunks_le::<4>(bytes).map(|b| i32::from_le_bytes(b) as i64).collect::<Vec<i64>>(), shape)
         }
+        StDtype::U32 => {
+            Tensor::from_vec(chunks_le::<4>(bytes).map(|b| u32::from_le_bytes(b) as i64).collect::<Vec<i64>>(), shape)
+        }
+        StDtype::U64 => {
+            Tensor::from_vec(chunks_le::<8>(bytes).map(|b| u64::from_le_bytes(b) as i64).collect::<Vec<i64>>(), shape)
+        }
+        StDtype::I16 => {
+            Tensor::from_vec(chunks_le::<2>(bytes).map(|b| i16::from_le_bytes(b) as i64).collect::<Vec<i64>>(), shape)
+        }
+        StDtype::U16 => {
+            Tensor::from_vec(chunks_le::<2>(bytes).map(|b| u16::from_le_bytes(b) as i64).collect::<Vec<i64>>(), shape)
+        }
+        StDtype::I8 => Tensor::from_vec(bytes.iter().map(|&b| b as i8 as i64).collect::<Vec<i64>>(), shape),
+        StDtype::U8 | StDtype::BOOL => Tensor::from_vec(bytes.iter().map(|&b| b as i64).collect::<Vec<i64>>(), shape),
         _ => unreachable!("rejected above"),
     };
     Ok(t?)
@@ -367,24 +258,13 @@ pub fn save_safetensors(
     metadata: Option<HashMap<String, String>>,
 ) -> Result<()> {
     use safetensors::tensor::TensorView;
-    let mut buffers: Vec<(String, StDtype, Vec<usize>, Vec<u8>)> =
-        Vec::with_capacity(tensors.len());
+    let mut buffers: Vec<(String, StDtype, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let (dtype, bytes) = match t.dtype() {
-            tunesmith_engine::DType::I64 => (
-                StDtype::I64,
-                t.to_vec::<i64>()?
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect::<Vec<u8>>(),
-            ),
-            _ => (
-                StDtype::F32,
-                t.to_vec_f32()?
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect::<Vec<u8>>(),
-            ),
+            tunesmith_engine::DType::I64 => {
+                (StDtype::I64, t.to_vec::<i64>()?.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())
+            }
+            _ => (StDtype::F32, t.to_vec_f32()?.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()),
         };
         buffers.push((name.clone(), dtype, t.shape().to_vec(), bytes));
     }
@@ -396,7 +276,7 @@ pub fn save_safetensors(
                 .map_err(|e| ModelError::format(path, format!("tensor '{n}': {e}")))
         })
         .collect::<Result<_>>()?;
-    let bytes = safetensors::serialize(views, metadata)
-        .map_err(|e| ModelError::format(path, format!("serializing: {e}")))?;
+    let bytes =
+        safetensors::serialize(views, metadata).map_err(|e| ModelError::format(path, format!("serializing: {e}")))?;
     crate::io::write_atomic(path, &bytes)
 }

@@ -9,34 +9,18 @@ use tunesmith_models::generate::{choose_token, FinishReason};
 use tunesmith_models::{generate, Batch, GenerationConfig, KvCache, LoadOptions, Model, Task};
 
 fn model(case: &str) -> Model {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/parity")
-        .join(case);
-    Model::load(&dir, &LoadOptions::new(Task::CausalLm))
-        .unwrap()
-        .0
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(case);
+    Model::load(&dir, &LoadOptions::new(Task::CausalLm)).unwrap().0
 }
 
 #[test]
 fn cached_decoding_matches_full_recomputation() {
-    for case in [
-        "llama_gqa",
-        "gpt2",
-        "mistral_sliding_window",
-        "qwen3_qk_norm",
-    ] {
+    for case in ["llama_gqa", "gpt2", "mistral_sliding_window", "qwen3_qk_norm"] {
         let m = model(case);
         let ids: Vec<i64> = vec![5, 9, 33, 2, 71, 12, 40, 8];
         // Full pass over all tokens.
         let g = Graph::inference();
-        let full = m
-            .forward(
-                &g,
-                &Batch::from_ids(std::slice::from_ref(&ids)).unwrap(),
-                false,
-            )
-            .unwrap()
-            .into_value();
+        let full = m.forward(&g, &Batch::from_ids(std::slice::from_ref(&ids)).unwrap(), false).unwrap().into_value();
         let v = full.shape()[2];
         let full = full.to_vec_f32().unwrap();
         // Prefill 5 tokens, then one token at a time through the cache.
@@ -45,29 +29,14 @@ fn cached_decoding_matches_full_recomputation() {
             let g = Graph::inference();
             let step = Tensor::from_vec(ids[start..start + len].to_vec(), &[1, len]).unwrap();
             let pos: Vec<i64> = (start as i64..(start + len) as i64).collect();
-            let h = m
-                .hidden_states_cached(&g, &step, &pos, None, &mut cache)
-                .unwrap();
+            let h = m.hidden_states_cached(&g, &step, &pos, None, &mut cache).unwrap();
             let (w, b) = m.lm_head(&g).unwrap();
-            let logits = g
-                .linear(&h, &w, b.as_ref())
-                .unwrap()
-                .value()
-                .to_vec_f32()
-                .unwrap();
+            let logits = g.linear(&h, &w, b.as_ref()).unwrap().value().to_vec_f32().unwrap();
             for t in 0..len {
                 let got = &logits[t * v..(t + 1) * v];
                 let want = &full[(start + t) * v..(start + t + 1) * v];
-                let err = got
-                    .iter()
-                    .zip(want)
-                    .map(|(a, b)| (a - b).abs())
-                    .fold(0.0f32, f32::max);
-                assert!(
-                    err < 1e-4,
-                    "{case}: position {} differs by {err}",
-                    start + t
-                );
+                let err = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+                assert!(err < 1e-4, "{case}: position {} differs by {err}", start + t);
             }
         }
         assert_eq!(cache.len(), 8);
@@ -78,11 +47,7 @@ fn cached_decoding_matches_full_recomputation() {
 fn left_padded_batches_decode_like_single_prompts() {
     let m = model("llama_gqa");
     let prompts = vec![vec![5u32, 9, 33], vec![71, 12, 40, 8, 17, 3], vec![44]];
-    let cfg = GenerationConfig {
-        max_new_tokens: 6,
-        pad_token_id: 0,
-        ..Default::default()
-    };
+    let cfg = GenerationConfig { max_new_tokens: 6, pad_token_id: 0, ..Default::default() };
     let batched = generate(&m, &prompts, &cfg, None).unwrap();
     for (i, p) in prompts.iter().enumerate() {
         let single = generate(&m, std::slice::from_ref(p), &cfg, None).unwrap();
@@ -105,38 +70,12 @@ fn sampling_is_seeded_and_filters_apply() {
     let a = generate(&m, &[vec![3, 4]], &cfg, None).unwrap();
     let b = generate(&m, &[vec![3, 4]], &cfg, None).unwrap();
     assert_eq!(a.tokens, b.tokens);
-    let c = generate(
-        &m,
-        &[vec![3, 4]],
-        &GenerationConfig {
-            seed: 43,
-            ..cfg.clone()
-        },
-        None,
-    )
-    .unwrap();
-    assert_ne!(
-        a.tokens, c.tokens,
-        "a different seed should change a 8-token sample"
-    );
+    let c = generate(&m, &[vec![3, 4]], &GenerationConfig { seed: 43, ..cfg.clone() }, None).unwrap();
+    assert_ne!(a.tokens, c.tokens, "a different seed should change a 8-token sample");
     // top_k = 1 is greedy.
-    let greedy = generate(
-        &m,
-        &[vec![3, 4]],
-        &GenerationConfig {
-            max_new_tokens: 8,
-            ..Default::default()
-        },
-        None,
-    )
-    .unwrap();
-    let k1 = generate(
-        &m,
-        &[vec![3, 4]],
-        &GenerationConfig { top_k: 1, ..cfg },
-        None,
-    )
-    .unwrap();
+    let greedy =
+        generate(&m, &[vec![3, 4]], &GenerationConfig { max_new_tokens: 8, ..Default::default() }, None).unwrap();
+    let k1 = generate(&m, &[vec![3, 4]], &GenerationConfig { top_k: 1, ..cfg }, None).unwrap();
     assert_eq!(greedy.tokens, k1.tokens);
 }
 
@@ -147,58 +86,31 @@ fn choose_token_applies_penalty_top_k_and_top_p() {
     let greedy = GenerationConfig::default();
     assert_eq!(choose_token(&mut logits.clone(), &[], &greedy, &mut rng), 0);
     // A penalty on token 0 hands the argmax to token 1.
-    let pen = GenerationConfig {
-        repetition_penalty: 1.2,
-        ..Default::default()
-    };
+    let pen = GenerationConfig { repetition_penalty: 1.2, ..Default::default() };
     assert_eq!(choose_token(&mut logits.clone(), &[0], &pen, &mut rng), 1);
     // top_k = 2 only ever samples tokens 0 and 1; top_p tiny keeps only the best.
-    let k2 = GenerationConfig {
-        do_sample: true,
-        top_k: 2,
-        ..Default::default()
-    };
+    let k2 = GenerationConfig { do_sample: true, top_k: 2, ..Default::default() };
     for _ in 0..200 {
         assert!(choose_token(&mut logits.clone(), &[], &k2, &mut rng) < 2);
     }
-    let p = GenerationConfig {
-        do_sample: true,
-        top_p: 0.01,
-        ..Default::default()
-    };
+    let p = GenerationConfig { do_sample: true, top_p: 0.01, ..Default::default() };
     for _ in 0..50 {
         assert_eq!(choose_token(&mut logits.clone(), &[], &p, &mut rng), 0);
     }
-    let bad = GenerationConfig {
-        do_sample: true,
-        temperature: 0.0,
-        ..Default::default()
-    };
+    let bad = GenerationConfig { do_sample: true, temperature: 0.0, ..Default::default() };
     assert!(bad.validate().is_err());
 }
 
 #[test]
 fn eos_and_stop_strings_end_rows() {
     let m = model("llama_gqa");
-    let free = generate(
-        &m,
-        &[vec![5, 9]],
-        &GenerationConfig {
-            max_new_tokens: 5,
-            ..Default::default()
-        },
-        None,
-    )
-    .unwrap();
+    let free =
+        generate(&m, &[vec![5, 9]], &GenerationConfig { max_new_tokens: 5, ..Default::default() }, None).unwrap();
     let first = free.tokens[0][0];
     let eos = generate(
         &m,
         &[vec![5, 9]],
-        &GenerationConfig {
-            max_new_tokens: 5,
-            eos_token_ids: vec![first],
-            ..Default::default()
-        },
+        &GenerationConfig { max_new_tokens: 5, eos_token_ids: vec![first], ..Default::default() },
         None,
     )
     .unwrap();
@@ -206,11 +118,7 @@ fn eos_and_stop_strings_end_rows() {
     assert_eq!(eos.finish[0], FinishReason::Eos);
     let decode = |ids: &[u32]| ids.iter().map(|i| format!("<{i}>")).collect::<String>();
     let stop = format!("<{}>", free.tokens[0][1]);
-    let cfg = GenerationConfig {
-        max_new_tokens: 5,
-        stop_strings: vec![stop],
-        ..Default::default()
-    };
+    let cfg = GenerationConfig { max_new_tokens: 5, stop_strings: vec![stop], ..Default::default() };
     let s = generate(&m, &[vec![5, 9]], &cfg, Some(&decode)).unwrap();
     assert_eq!(s.tokens[0], free.tokens[0][..2].to_vec());
     assert_eq!(s.finish[0], FinishReason::StopString(0));

@@ -31,16 +31,10 @@ fn sharded_files(dir: &Path, tmp: &Path) -> Vec<(String, Vec<u8>)> {
     let names: Vec<String> = ck.names().map(String::from).collect();
     let (a, b) = names.split_at(names.len() / 2);
     let mut map = serde_json::Map::new();
-    let mut files = vec![(
-        "config.json".to_string(),
-        std::fs::read(dir.join("config.json")).unwrap(),
-    )];
+    let mut files = vec![("config.json".to_string(), std::fs::read(dir.join("config.json")).unwrap())];
     for (i, part) in [a, b].iter().enumerate() {
         let fname = format!("model-0000{}-of-00002.safetensors", i + 1);
-        let tensors: Vec<(String, Tensor)> = part
-            .iter()
-            .map(|n| (n.clone(), ck.take(n).unwrap()))
-            .collect();
+        let tensors: Vec<(String, Tensor)> = part.iter().map(|n| (n.clone(), ck.take(n).unwrap())).collect();
         let path = tmp.join(&fname);
         save_safetensors(&path, &tensors, None).unwrap();
         for n in *part {
@@ -49,10 +43,7 @@ fn sharded_files(dir: &Path, tmp: &Path) -> Vec<(String, Vec<u8>)> {
         files.push((fname, std::fs::read(&path).unwrap()));
     }
     let index = serde_json::json!({"metadata": {}, "weight_map": map});
-    files.push((
-        "model.safetensors.index.json".into(),
-        serde_json::to_vec(&index).unwrap(),
-    ));
+    files.push(("model.safetensors.index.json".into(), serde_json::to_vec(&index).unwrap()));
     files
 }
 
@@ -63,37 +54,26 @@ fn serve(repos: Arc<Repos>) -> (String, std::thread::JoinHandle<()>, Arc<tiny_ht
     let handle = std::thread::spawn(move || {
         for req in s.incoming_requests() {
             let url = req.url().to_string();
-            let range = req
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Range"))
-                .map(|h| h.value.as_str().to_string());
-            let header = |k: &str, v: &str| {
-                tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap()
-            };
+            let range = req.headers().iter().find(|h| h.field.equiv("Range")).map(|h| h.value.as_str().to_string());
+            let header = |k: &str, v: &str| tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap();
             let resp = if let Some(rest) = url.strip_prefix("/api/models/") {
                 let id = rest.split("/revision/").next().unwrap_or("");
                 match repos.get(id) {
                     Some((sha, files)) => {
-                        let siblings: Vec<_> = files
-                            .iter()
-                            .map(|(n, _)| serde_json::json!({"rfilename": n}))
-                            .collect();
-                        let body =
-                            serde_json::json!({"sha": sha, "siblings": siblings}).to_string();
+                        let siblings: Vec<_> = files.iter().map(|(n, _)| serde_json::json!({"rfilename": n})).collect();
+                        let body = serde_json::json!({"sha": sha, "siblings": siblings}).to_string();
                         tiny_http::Response::from_data(body.into_bytes())
                             .with_header(header("Content-Type", "application/json"))
                     }
-                    None => tiny_http::Response::from_data(
-                        b"{\"error\":\"Repository not found\"}".to_vec(),
-                    )
-                    .with_status_code(404),
+                    None => tiny_http::Response::from_data(b"{\"error\":\"Repository not found\"}".to_vec())
+                        .with_status_code(404),
                 }
             } else if let Some((id, file)) = url.trim_start_matches('/').split_once("/resolve/") {
                 let file = file.split_once('/').map(|(_, f)| f).unwrap_or("");
-                match repos.get(id).and_then(|(sha, files)| {
-                    files.iter().find(|(n, _)| n == file).map(|(_, d)| (sha, d))
-                }) {
+                match repos
+                    .get(id)
+                    .and_then(|(sha, files)| files.iter().find(|(n, _)| n == file).map(|(_, d)| (sha, d)))
+                {
                     Some((sha, data)) => {
                         let start = range
                             .as_deref()
@@ -116,8 +96,7 @@ fn serve(repos: Arc<Repos>) -> (String, std::thread::JoinHandle<()>, Arc<tiny_ht
                             .with_header(header("ETag", &etag))
                             .with_header(header("X-Repo-Commit", sha))
                     }
-                    None => tiny_http::Response::from_data(b"Entry not found".to_vec())
-                        .with_status_code(404),
+                    None => tiny_http::Response::from_data(b"Entry not found".to_vec()).with_status_code(404),
                 }
             } else {
                 tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404)
@@ -141,24 +120,15 @@ fn hub_download_cache_and_offline() {
     let mut repos: Repos = HashMap::new();
     repos.insert(
         "tiny-org/llama-gqa".into(),
-        (
-            "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678".into(),
-            repo_files(&fixture()),
-        ),
+        ("a1b2c3d4e5f60718293a4b5c6d7e8f9012345678".into(), repo_files(&fixture())),
     );
     repos.insert(
         "tiny-org/llama-sharded".into(),
-        (
-            "0123456789abcdef0123456789abcdef01234567".into(),
-            sharded_files(&fixture(), tmp.path()),
-        ),
+        ("0123456789abcdef0123456789abcdef01234567".into(), sharded_files(&fixture(), tmp.path())),
     );
     repos.insert(
         "tiny-org/not-a-model".into(),
-        (
-            "ffffffffffffffffffffffffffffffffffffffff".into(),
-            vec![("README.md".into(), b"hi".to_vec())],
-        ),
+        ("ffffffffffffffffffffffffffffffffffffffff".into(), vec![("README.md".into(), b"hi".to_vec())]),
     );
     let (addr, _handle, server) = serve(Arc::new(repos));
     let home = tmp.path().join("hf_home");
@@ -170,11 +140,7 @@ fn hub_download_cache_and_offline() {
 
     // Single file, default revision: downloaded into the standard cache layout.
     let dir = hub::resolve_model("tiny-org/llama-gqa").unwrap();
-    assert!(
-        dir.starts_with(home.join("hub/models--tiny-org--llama-gqa/snapshots")),
-        "{}",
-        dir.display()
-    );
+    assert!(dir.starts_with(home.join("hub/models--tiny-org--llama-gqa/snapshots")), "{}", dir.display());
     assert!(dir.join("generation_config.json").exists());
     assert_eq!(logits(&dir).max_abs_diff(&want).unwrap(), 0.0);
 
@@ -184,13 +150,9 @@ fn hub_download_cache_and_offline() {
     assert_eq!(logits(&dir).max_abs_diff(&want).unwrap(), 0.0);
 
     // Errors name the repo and say what is wrong.
-    let err = hub::resolve_model("tiny-org/missing")
-        .unwrap_err()
-        .to_string();
+    let err = hub::resolve_model("tiny-org/missing").unwrap_err().to_string();
     assert!(err.contains("tiny-org/missing"), "{err}");
-    let err = hub::resolve_model("tiny-org/not-a-model")
-        .unwrap_err()
-        .to_string();
+    let err = hub::resolve_model("tiny-org/not-a-model").unwrap_err().to_string();
     assert!(err.contains("config.json"), "{err}");
 
     // Offline: the cache serves what was downloaded, with no server at all.
@@ -199,18 +161,10 @@ fn hub_download_cache_and_offline() {
     std::env::set_var("HF_HUB_OFFLINE", "1");
     let dir = hub::resolve_model("tiny-org/llama-gqa").unwrap();
     assert_eq!(logits(&dir).max_abs_diff(&want).unwrap(), 0.0);
-    let err = hub::resolve_model("tiny-org/never-downloaded")
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("HF_HUB_OFFLINE") && err.contains("not in the cache"),
-        "{err}"
-    );
+    let err = hub::resolve_model("tiny-org/never-downloaded").unwrap_err().to_string();
+    assert!(err.contains("HF_HUB_OFFLINE") && err.contains("not in the cache"), "{err}");
 
     // A local folder wins over everything.
-    assert_eq!(
-        hub::resolve_model(fixture().to_str().unwrap()).unwrap(),
-        fixture()
-    );
+    assert_eq!(hub::resolve_model(fixture().to_str().unwrap()).unwrap(), fixture());
     std::env::remove_var("HF_HUB_OFFLINE");
 }

@@ -9,9 +9,7 @@ use tunesmith_models::weights::Checkpoint;
 use tunesmith_models::{Batch, LoadOptions, Model, ModelConfig, Task};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/parity")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(name)
 }
 
 fn task_of(dir: &Path) -> Task {
@@ -64,30 +62,18 @@ fn save_pretrained_round_trips_every_family() {
         // Same tensor names and shapes as transformers wrote.
         let theirs = Checkpoint::open_dir(&dir).unwrap();
         let ours = Checkpoint::open_dir(&out).unwrap();
-        let mut a: Vec<(String, Vec<usize>)> = theirs
-            .names()
-            .map(|n| (n.to_string(), theirs.shape(n).unwrap().to_vec()))
-            .collect();
-        let mut b: Vec<(String, Vec<usize>)> = ours
-            .names()
-            .map(|n| (n.to_string(), ours.shape(n).unwrap().to_vec()))
-            .collect();
+        let mut a: Vec<(String, Vec<usize>)> =
+            theirs.names().map(|n| (n.to_string(), theirs.shape(n).unwrap().to_vec())).collect();
+        let mut b: Vec<(String, Vec<usize>)> =
+            ours.names().map(|n| (n.to_string(), ours.shape(n).unwrap().to_vec())).collect();
         a.retain(|(n, _)| !tunesmith_models::gpt2::is_buffer(n));
         a.sort();
         b.sort();
         assert_eq!(a, b, "{case}: saved tensors differ from transformers'");
         let cfg = ModelConfig::from_dir(&out).unwrap();
-        assert_eq!(
-            cfg.architectures,
-            ModelConfig::from_dir(&dir).unwrap().architectures,
-            "{case}"
-        );
+        assert_eq!(cfg.architectures, ModelConfig::from_dir(&dir).unwrap().architectures, "{case}");
         let (reloaded, _) = Model::load(&out, &LoadOptions::new(task)).unwrap();
-        assert_eq!(
-            run(&reloaded).max_abs_diff(&run(&model)).unwrap(),
-            0.0,
-            "{case}"
-        );
+        assert_eq!(run(&reloaded).max_abs_diff(&run(&model)).unwrap(), 0.0, "{case}");
     }
 }
 
@@ -116,23 +102,13 @@ fn half_precision_checkpoints_load_as_f32() {
                 .collect();
             bufs.push((n.to_string(), t.shape().to_vec(), bytes));
         }
-        let views: Vec<(String, TensorView<'_>)> = bufs
-            .iter()
-            .map(|(n, s, b)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap()))
-            .collect();
-        std::fs::write(
-            out.join("model.safetensors"),
-            safetensors::serialize(views, None).unwrap(),
-        )
-        .unwrap();
+        let views: Vec<(String, TensorView<'_>)> =
+            bufs.iter().map(|(n, s, b)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap())).collect();
+        std::fs::write(out.join("model.safetensors"), safetensors::serialize(views, None).unwrap()).unwrap();
         let (model, _) = Model::load(&out, &LoadOptions::new(Task::CausalLm)).unwrap();
         let (full, _) = Model::load(&dir, &LoadOptions::new(Task::CausalLm)).unwrap();
         let (a, b) = (run(&model), run(&full));
-        let rel = a.max_abs_diff(&b).unwrap()
-            / b.to_vec_f64()
-                .unwrap()
-                .iter()
-                .fold(0.0f64, |m, x| m.max(x.abs()));
+        let rel = a.max_abs_diff(&b).unwrap() / b.to_vec_f64().unwrap().iter().fold(0.0f64, |m, x| m.max(x.abs()));
         assert!(rel < 0.05, "{dtype:?}: {rel}");
         assert!(rel > 0.0, "{dtype:?} rounding should change something");
     }
@@ -143,65 +119,36 @@ fn malformed_inputs_give_errors_naming_the_problem() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = fixture("llama_gqa");
     let ck = Checkpoint::open_dir(&dir).unwrap();
-    let all: Vec<(String, Tensor)> = ck
-        .names()
-        .map(|n| (n.to_string(), ck.take(n).unwrap()))
-        .collect();
+    let all: Vec<(String, Tensor)> = ck.names().map(|n| (n.to_string(), ck.take(n).unwrap())).collect();
     let write = |name: &str, tensors: Vec<(String, Tensor)>| -> PathBuf {
         let out = tmp.path().join(name);
         copy_dir(&dir, &out);
-        tunesmith_models::weights::save_safetensors(&out.join("model.safetensors"), &tensors, None)
-            .unwrap();
+        tunesmith_models::weights::save_safetensors(&out.join("model.safetensors"), &tensors, None).unwrap();
         out
     };
-    let load = |d: &Path| {
-        Model::load(d, &LoadOptions::new(Task::CausalLm))
-            .unwrap_err()
-            .to_string()
-    };
+    let load = |d: &Path| Model::load(d, &LoadOptions::new(Task::CausalLm)).unwrap_err().to_string();
 
-    let missing = write(
-        "missing",
-        all.iter()
-            .filter(|(n, _)| !n.contains("layers.1.mlp.up_proj"))
-            .cloned()
-            .collect(),
-    );
+    let missing = write("missing", all.iter().filter(|(n, _)| !n.contains("layers.1.mlp.up_proj")).cloned().collect());
     let e = load(&missing);
-    assert!(
-        e.contains("model.layers.1.mlp.up_proj.weight") && e.contains("missing"),
-        "{e}"
-    );
+    assert!(e.contains("model.layers.1.mlp.up_proj.weight") && e.contains("missing"), "{e}");
 
     let mut extra = all.clone();
-    extra.push((
-        "model.layers.7.mystery.weight".into(),
-        Tensor::from_vec(vec![0.0f32; 4], &[4]).unwrap(),
-    ));
+    extra.push(("model.layers.7.mystery.weight".into(), Tensor::from_vec(vec![0.0f32; 4], &[4]).unwrap()));
     let e = load(&write("extra", extra));
-    assert!(
-        e.contains("model.layers.7.mystery.weight") && e.contains("unexpected"),
-        "{e}"
-    );
+    assert!(e.contains("model.layers.7.mystery.weight") && e.contains("unexpected"), "{e}");
 
     let wrong: Vec<(String, Tensor)> = all
         .iter()
         .map(|(n, t)| {
             if n == "model.norm.weight" {
-                (
-                    n.clone(),
-                    Tensor::from_vec(vec![1.0f32; 31], &[31]).unwrap(),
-                )
+                (n.clone(), Tensor::from_vec(vec![1.0f32; 31], &[31]).unwrap())
             } else {
                 (n.clone(), t.clone())
             }
         })
         .collect();
     let e = load(&write("wrong_shape", wrong));
-    assert!(
-        e.contains("model.norm.weight") && e.contains("[31]") && e.contains("[32]"),
-        "{e}"
-    );
+    assert!(e.contains("model.norm.weight") && e.contains("[31]") && e.contains("[32]"), "{e}");
 
     let trunc = tmp.path().join("truncated");
     copy_dir(&dir, &trunc);
@@ -212,26 +159,14 @@ fn malformed_inputs_give_errors_naming_the_problem() {
 
     let garbage = tmp.path().join("garbage");
     copy_dir(&dir, &garbage);
-    std::fs::write(
-        garbage.join("model.safetensors"),
-        b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a header",
-    )
-    .unwrap();
+    std::fs::write(garbage.join("model.safetensors"), b"\xff\xff\xff\xff\xff\xff\xff\x7fnot a header").unwrap();
     let e = load(&garbage);
     assert!(e.contains("not a valid safetensors file"), "{e}");
 
     let cfgs = [
         ("no_model_type", r#"{"vocab_size": 10}"#, "model_type"),
-        (
-            "unknown_type",
-            r#"{"model_type": "mamba", "vocab_size": 10}"#,
-            "mamba",
-        ),
-        (
-            "bad_type",
-            r#"{"model_type": "llama", "vocab_size": "ten"}"#,
-            "vocab_size",
-        ),
+        ("unknown_type", r#"{"model_type": "mamba", "vocab_size": 10}"#, "mamba"),
+        ("bad_type", r#"{"model_type": "llama", "vocab_size": "ten"}"#, "vocab_size"),
         (
             "bad_gqa",
             r#"{"model_type": "llama", "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 3, "intermediate_size": 8}"#,
@@ -249,21 +184,11 @@ fn malformed_inputs_give_errors_naming_the_problem() {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join("config.json"), text).unwrap();
         let e = ModelConfig::from_dir(&d).unwrap_err().to_string();
-        assert!(
-            e.contains(needle) && e.contains("config.json"),
-            "{name}: {e}"
-        );
+        assert!(e.contains(needle) && e.contains("config.json"), "{name}: {e}");
     }
-    let e = Model::load(
-        &tmp.path().join("nowhere"),
-        &LoadOptions::new(Task::CausalLm),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = Model::load(&tmp.path().join("nowhere"), &LoadOptions::new(Task::CausalLm)).unwrap_err().to_string();
     assert!(e.contains("nowhere") && e.contains("config.json"), "{e}");
-    let e = Model::load(&fixture("bert_seq_cls"), &LoadOptions::new(Task::CausalLm))
-        .unwrap_err()
-        .to_string();
+    let e = Model::load(&fixture("bert_seq_cls"), &LoadOptions::new(Task::CausalLm)).unwrap_err().to_string();
     assert!(e.contains("causal LM"), "{e}");
 }
 

@@ -9,9 +9,7 @@ use tunesmith_models::weights::Checkpoint;
 use tunesmith_models::{Batch, LoadOptions, Model, Task};
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/parity")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity").join(name)
 }
 
 fn batch(dir: &Path) -> Batch {
@@ -31,31 +29,17 @@ fn logits(model: &Model, b: &Batch) -> Tensor {
 }
 
 fn randomize_b(model: &mut Model, seed: u64) {
-    let ids: Vec<_> = model
-        .params
-        .iter()
-        .filter(|(_, p)| p.name.contains("lora_B"))
-        .map(|(id, _)| id)
-        .collect();
+    let ids: Vec<_> = model.params.iter().filter(|(_, p)| p.name.contains("lora_B")).map(|(id, _)| id).collect();
     for (k, id) in ids.into_iter().enumerate() {
         let shape = model.params.get(id).value.shape().to_vec();
-        let t = tunesmith_engine::gradcheck::randn(&shape, seed + k as u64)
-            .to_dtype(tunesmith_engine::DType::F32)
-            .unwrap();
+        let t =
+            tunesmith_engine::gradcheck::randn(&shape, seed + k as u64).to_dtype(tunesmith_engine::DType::F32).unwrap();
         model.params.set_value(id, lora_scale(&t, 0.3)).unwrap();
     }
 }
 
 fn lora_scale(t: &Tensor, s: f32) -> Tensor {
-    Tensor::from_vec(
-        t.to_vec::<f32>()
-            .unwrap()
-            .iter()
-            .map(|x| x * s)
-            .collect::<Vec<f32>>(),
-        t.shape(),
-    )
-    .unwrap()
+    Tensor::from_vec(t.to_vec::<f32>().unwrap().iter().map(|x| x * s).collect::<Vec<f32>>(), t.shape()).unwrap()
 }
 
 #[test]
@@ -64,51 +48,31 @@ fn attach_matches_peft_patterns_and_starts_as_identity() {
     let (mut model, _) = Model::load(&dir, &LoadOptions::new(Task::CausalLm)).unwrap();
     let b = batch(&dir);
     let before = logits(&model, &b);
-    let cfg = LoraConfig::new(
-        4,
-        8.0,
-        TargetModules::Names(vec!["q_proj".into(), "v_proj".into()]),
-    );
+    let cfg = LoraConfig::new(4, 8.0, TargetModules::Names(vec!["q_proj".into(), "v_proj".into()]));
     let report = lora::attach(&mut model, &cfg).unwrap();
     assert_eq!(report.adapted.len(), 4, "{:?}", report.adapted);
-    assert!(report
-        .adapted
-        .iter()
-        .all(|m| m.ends_with("q_proj") || m.ends_with("v_proj")));
+    assert!(report.adapted.iter().all(|m| m.ends_with("q_proj") || m.ends_with("v_proj")));
     // Only adapters train.
     for (_, p) in model.params.iter() {
         assert_eq!(p.trainable, p.name.contains(".lora_"), "{}", p.name);
     }
     assert_eq!(logits(&model, &b).max_abs_diff(&before).unwrap(), 0.0);
-    let regex = LoraConfig::new(
-        2,
-        4.0,
-        TargetModules::Regex(r".*layers\.1\.mlp\.(up|down)_proj".into()),
-    );
+    let regex = LoraConfig::new(2, 4.0, TargetModules::Regex(r".*layers\.1\.mlp\.(up|down)_proj".into()));
     let (mut m2, _) = Model::load(&dir, &LoadOptions::new(Task::CausalLm)).unwrap();
     assert_eq!(
         lora::attach(&mut m2, &regex).unwrap().adapted,
         vec!["model.layers.1.mlp.up_proj", "model.layers.1.mlp.down_proj"]
     );
     let none = LoraConfig::new(2, 4.0, TargetModules::Names(vec!["c_attn".into()]));
-    let err = lora::attach(&mut m2.clone(), &none)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("matched no linear layer") && err.contains("q_proj"),
-        "{err}"
-    );
+    let err = lora::attach(&mut m2.clone(), &none).unwrap_err().to_string();
+    assert!(err.contains("matched no linear layer") && err.contains("q_proj"), "{err}");
 }
 
 #[test]
 fn merge_and_unmerge_are_exact() {
     for case in ["llama_gqa", "gpt2", "bert_seq_cls"] {
         let dir = fixture(case);
-        let task = if case == "bert_seq_cls" {
-            Task::SequenceClassification
-        } else {
-            Task::CausalLm
-        };
+        let task = if case == "bert_seq_cls" { Task::SequenceClassification } else { Task::CausalLm };
         let (mut model, _) = Model::load(&dir, &LoadOptions::new(task)).unwrap();
         let b = batch(&dir);
         let mut cfg = LoraConfig::new(4, 16.0, TargetModules::AllLinear);
@@ -120,23 +84,11 @@ fn merge_and_unmerge_are_exact() {
         let adapted = logits(&model, &b);
         assert!(lora::merge(&mut model).unwrap() > 0);
         let merged = logits(&model, &b);
-        let scale = adapted
-            .to_vec_f64()
-            .unwrap()
-            .iter()
-            .fold(0.0f64, |m, x| m.max(x.abs()));
-        assert!(
-            merged.max_abs_diff(&adapted).unwrap() / scale < 1e-5,
-            "{case}: merged output differs"
-        );
+        let scale = adapted.to_vec_f64().unwrap().iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        assert!(merged.max_abs_diff(&adapted).unwrap() / scale < 1e-5, "{case}: merged output differs");
         lora::unmerge(&mut model).unwrap();
         for ((_, p), w) in model.params.iter().zip(&base_weights) {
-            assert_eq!(
-                p.value.max_abs_diff(w).unwrap(),
-                0.0,
-                "{case}: {} not restored exactly",
-                p.name
-            );
+            assert_eq!(p.value.max_abs_diff(w).unwrap(), 0.0, "{case}: {} not restored exactly", p.name);
         }
         assert_eq!(logits(&model, &b).max_abs_diff(&adapted).unwrap(), 0.0);
     }
@@ -145,13 +97,8 @@ fn merge_and_unmerge_are_exact() {
 #[test]
 fn peft_format_round_trip() {
     let dir = fixture("bert_seq_cls");
-    let (mut model, _) =
-        Model::load(&dir, &LoadOptions::new(Task::SequenceClassification)).unwrap();
-    let mut cfg = LoraConfig::new(
-        4,
-        8.0,
-        TargetModules::Names(vec!["query".into(), "value".into(), "dense".into()]),
-    );
+    let (mut model, _) = Model::load(&dir, &LoadOptions::new(Task::SequenceClassification)).unwrap();
+    let mut cfg = LoraConfig::new(4, 8.0, TargetModules::Names(vec!["query".into(), "value".into(), "dense".into()]));
     cfg.modules_to_save = vec!["classifier".into()];
     lora::attach(&mut model, &cfg).unwrap();
     randomize_b(&mut model, 11);
@@ -162,19 +109,11 @@ fn peft_format_round_trip() {
     lora::save_adapter(&model, &cfg, &out, "tests/fixtures/parity/bert_seq_cls").unwrap();
     let ck = Checkpoint::open_files(&out, &[out.join("adapter_model.safetensors")]).unwrap();
     let names: Vec<&str> = ck.names().collect();
-    assert!(
-        names.contains(&"base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight")
-    );
+    assert!(names.contains(&"base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight"));
     assert!(names.contains(&"base_model.model.bert.pooler.dense.lora_B.weight"));
     assert!(names.contains(&"base_model.model.classifier.weight"));
-    assert!(
-        names
-            .iter()
-            .all(|n| n.contains(".lora_") || n.starts_with("base_model.model.classifier.")),
-        "{names:?}"
-    );
-    let (mut fresh, _) =
-        Model::load(&dir, &LoadOptions::new(Task::SequenceClassification)).unwrap();
+    assert!(names.iter().all(|n| n.contains(".lora_") || n.starts_with("base_model.model.classifier.")), "{names:?}");
+    let (mut fresh, _) = Model::load(&dir, &LoadOptions::new(Task::SequenceClassification)).unwrap();
     let report = lora::load_adapter(&mut fresh, &out).unwrap();
     assert!(report.ignored.is_empty());
     assert_eq!(report.loaded, names.len());

@@ -17,11 +17,7 @@ fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
     let (a, b) = (a.to_vec_f64().unwrap(), b.to_vec_f64().unwrap());
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(0.0f64, |m, x| m.max(x.abs())).max(1e-12);
-    a.iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-        / scale
+    a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / scale
 }
 
 /// Keeps positions where the mask is 1 (rows of the trailing dimension).
@@ -57,18 +53,12 @@ fn check_case(dir: &Path) {
     let cfg = tunesmith_models::ModelConfig::from_dir(dir).unwrap();
     let task = task_of(&cfg.architectures[0]);
     let (model, report) = Model::load(dir, &LoadOptions::new(task)).unwrap();
-    assert!(
-        report.initialized.is_empty(),
-        "{name}: unexpected fresh params {:?}",
-        report.initialized
-    );
+    assert!(report.initialized.is_empty(), "{name}: unexpected fresh params {:?}", report.initialized);
     let batch = Batch {
         input_ids: golden.take("input_ids").unwrap(),
         attention_mask: Some(golden.take("attention_mask").unwrap()),
         position_ids: None,
-        token_type_ids: golden
-            .contains("token_type_ids")
-            .then(|| golden.take("token_type_ids").unwrap()),
+        token_type_ids: golden.contains("token_type_ids").then(|| golden.take("token_type_ids").unwrap()),
         segment_ids: None,
     };
     let mask: Vec<i64> = batch.mask_values().unwrap();
@@ -92,10 +82,7 @@ fn check_case(dir: &Path) {
         let e = if task == Task::SequenceClassification {
             rel_err(logits.value(), &want)
         } else {
-            rel_err(
-                &masked_rows(logits.value(), &mask),
-                &masked_rows(&want, &mask),
-            )
+            rel_err(&masked_rows(logits.value(), &mask), &masked_rows(&want, &mask))
         };
         assert!(e < 1e-4, "{name}: logits rel err {e:e}");
         let labels = golden.take("labels").unwrap();
@@ -104,37 +91,21 @@ fn check_case(dir: &Path) {
             (Task::SequenceClassification, _) => Targets::Classes(labels),
             _ => Targets::Tokens(labels),
         };
-        let out = model
-            .loss(&g, &batch, &targets, &LossOptions::default(), false)
-            .unwrap();
+        let out = model.loss(&g, &batch, &targets, &LossOptions::default(), false).unwrap();
         got_loss = out.loss.value().scalar_value().unwrap();
         g.backward(&out.loss, &mut grads).unwrap();
     }
-    assert!(
-        (got_loss - want_loss).abs() / want_loss.abs().max(1e-6) < 1e-4,
-        "{name}: loss {got_loss} vs {want_loss}"
-    );
+    assert!((got_loss - want_loss).abs() / want_loss.abs().max(1e-6) < 1e-4, "{name}: loss {got_loss} vs {want_loss}");
     let mut checked = 0;
-    for gname in golden
-        .names()
-        .filter(|n| n.starts_with("grad."))
-        .map(String::from)
-        .collect::<Vec<_>>()
-    {
+    for gname in golden.names().filter(|n| n.starts_with("grad.")).map(String::from).collect::<Vec<_>>() {
         let pname = &gname["grad.".len()..];
         let id = tunesmith_models::checkpoint_names::candidates(pname)
             .into_iter()
-            .chain(
-                ["bert.", "roberta.", "model.", "transformer."]
-                    .iter()
-                    .map(|p| format!("{p}{pname}")),
-            )
+            .chain(["bert.", "roberta.", "model.", "transformer."].iter().map(|p| format!("{p}{pname}")))
             .find_map(|n| model.params.id(&n))
             .unwrap_or_else(|| panic!("{name}: no parameter {pname}"));
         let mut want = golden.take(&gname).unwrap();
-        let got = grads
-            .get(id)
-            .unwrap_or_else(|| panic!("{name}: no gradient for {pname}"));
+        let got = grads.get(id).unwrap_or_else(|| panic!("{name}: no gradient for {pname}"));
         if got.shape() != want.shape() {
             // GPT-2 Conv1D weights are stored [in, out] by transformers.
             want = tunesmith_models::checkpoint_names::transposed(&want).unwrap();

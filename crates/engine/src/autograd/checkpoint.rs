@@ -32,30 +32,17 @@ impl<'m> Graph<'m> {
         // The scope continues this graph's random stream, so checkpointing on or off draws the
         // same dropout masks; the recomputation restarts from the same position.
         let seed_position = self.seed_position();
-        let sub: Graph<'m> =
-            Graph::with_seed_position(false, self.training, self.seed, seed_position);
+        let sub: Graph<'m> = Graph::with_seed_position(false, self.training, self.seed, seed_position);
         let sub_inputs: Vec<Var> = inputs.iter().map(|v| sub.input(v.value.clone())).collect();
         let outs = f(&sub, &sub_inputs)?;
         self.set_seed_position(sub.seed_position());
         // Parameters used inside the scope must receive gradients even if no input requires
         // one, so the scope's outputs always require gradients while recording.
-        let saved: Vec<(Tensor, bool)> = inputs
-            .iter()
-            .map(|v| (v.value.clone(), v.requires_grad))
-            .collect();
-        let vars: Vec<Var> = outs
-            .into_iter()
-            .map(|v| Var {
-                id: self.new_id(),
-                value: v.into_value(),
-                requires_grad: true,
-            })
-            .collect();
+        let saved: Vec<(Tensor, bool)> = inputs.iter().map(|v| (v.value.clone(), v.requires_grad)).collect();
+        let vars: Vec<Var> =
+            outs.into_iter().map(|v| Var { id: self.new_id(), value: v.into_value(), requires_grad: true }).collect();
         let node = super::Node {
-            inputs: input_refs
-                .iter()
-                .map(|v| v.and_then(|v| v.requires_grad.then_some(v.id)))
-                .collect(),
+            inputs: input_refs.iter().map(|v| v.and_then(|v| v.requires_grad.then_some(v.id))).collect(),
             outputs: vars.iter().map(|v| v.id).collect(),
             op: Box::new(CheckpointBackward {
                 f: Box::new(f),
@@ -81,18 +68,11 @@ impl<'m> BackwardOp for CheckpointBackward<'m> {
         _needs: &[bool],
         out_grads: Vec<Option<Tensor>>,
     ) -> Result<Vec<Option<Tensor>>> {
-        let sub: Graph<'m> =
-            Graph::with_seed_position(true, self.training, self.seed, self.seed_position);
+        let sub: Graph<'m> = Graph::with_seed_position(true, self.training, self.seed, self.seed_position);
         let leaves: Vec<Var> = self
             .inputs
             .iter()
-            .map(|(t, needs)| {
-                if *needs {
-                    sub.leaf(t.clone())
-                } else {
-                    sub.input(t.clone())
-                }
-            })
+            .map(|(t, needs)| if *needs { sub.leaf(t.clone()) } else { sub.input(t.clone()) })
             .collect();
         let outs = (self.f)(&sub, &leaves)?;
         if outs.len() != out_grads.len() {
@@ -102,11 +82,7 @@ impl<'m> BackwardOp for CheckpointBackward<'m> {
                 out_grads.len()
             )));
         }
-        let seeds: Vec<(&Var, Tensor)> = outs
-            .iter()
-            .zip(out_grads)
-            .filter_map(|(v, g)| g.map(|g| (v, g)))
-            .collect();
+        let seeds: Vec<(&Var, Tensor)> = outs.iter().zip(out_grads).filter_map(|(v, g)| g.map(|g| (v, g))).collect();
         let mut local = Grads::new();
         sub.backward_with(&seeds, &mut local)?;
         for (id, g) in local.params() {

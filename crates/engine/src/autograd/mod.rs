@@ -120,19 +120,9 @@ impl<'m> Graph<'m> {
 
     /// A graph whose random-op stream starts `counter` draws into `seed`'s stream (so a
     /// checkpointed scope draws exactly what the surrounding graph would have).
-    pub(crate) fn with_seed_position(
-        record: bool,
-        training: bool,
-        seed: u64,
-        counter: u64,
-    ) -> Self {
+    pub(crate) fn with_seed_position(record: bool, training: bool, seed: u64, counter: u64) -> Self {
         Graph {
-            state: RefCell::new(State {
-                nodes: Vec::new(),
-                next_var: 0,
-                leaves: Vec::new(),
-                seed_counter: counter,
-            }),
+            state: RefCell::new(State { nodes: Vec::new(), next_var: 0, leaves: Vec::new(), seed_counter: counter }),
             record,
             training,
             seed,
@@ -182,11 +172,7 @@ impl<'m> Graph<'m> {
 
     /// A value that needs no gradient (inputs, masks, constants).
     pub fn input(&self, value: Tensor) -> Var {
-        Var {
-            id: self.new_id(),
-            value,
-            requires_grad: false,
-        }
+        Var { id: self.new_id(), value, requires_grad: false }
     }
 
     /// A leaf whose gradient is wanted (read it back with [`Grads::of`]).
@@ -195,11 +181,7 @@ impl<'m> Graph<'m> {
         if self.record {
             self.state.borrow_mut().leaves.push((id, Leaf::Input));
         }
-        Var {
-            id,
-            value,
-            requires_grad: self.record,
-        }
+        Var { id, value, requires_grad: self.record }
     }
 
     /// A parameter of a store; it requires a gradient when trainable and recording.
@@ -213,16 +195,9 @@ impl<'m> Graph<'m> {
         let var_id = self.new_id();
         let requires_grad = self.record && trainable;
         if requires_grad {
-            self.state
-                .borrow_mut()
-                .leaves
-                .push((var_id, Leaf::Param(id)));
+            self.state.borrow_mut().leaves.push((var_id, Leaf::Param(id)));
         }
-        Var {
-            id: var_id,
-            value,
-            requires_grad,
-        }
+        Var { id: var_id, value, requires_grad }
     }
 
     /// True if recording and any of `inputs` requires a gradient.
@@ -235,9 +210,7 @@ impl<'m> Graph<'m> {
     where
         F: FnOnce() -> Box<dyn BackwardOp + 'm>,
     {
-        self.record_many(vec![output], inputs, make)
-            .pop()
-            .expect("one output")
+        self.record_many(vec![output], inputs, make).pop().expect("one output")
     }
 
     /// Records an op with several outputs.
@@ -246,20 +219,10 @@ impl<'m> Graph<'m> {
         F: FnOnce() -> Box<dyn BackwardOp + 'm>,
     {
         let requires_grad = self.needs_grad(inputs);
-        let vars: Vec<Var> = outputs
-            .into_iter()
-            .map(|value| Var {
-                id: self.new_id(),
-                value,
-                requires_grad,
-            })
-            .collect();
+        let vars: Vec<Var> = outputs.into_iter().map(|value| Var { id: self.new_id(), value, requires_grad }).collect();
         if requires_grad {
             let node = Node {
-                inputs: inputs
-                    .iter()
-                    .map(|v| v.and_then(|v| v.requires_grad.then_some(v.id)))
-                    .collect(),
+                inputs: inputs.iter().map(|v| v.and_then(|v| v.requires_grad.then_some(v.id))).collect(),
                 outputs: vars.iter().map(|v| v.id).collect(),
                 op: make(),
             };

@@ -25,11 +25,7 @@ macro_rules! float_dispatch {
                 type $T = f64;
                 $body
             }
-            other => Err(EngineError::DType {
-                op: $op,
-                got: other,
-                expected: "f32 or f64".into(),
-            }),
+            other => Err(EngineError::DType { op: $op, got: other, expected: "f32 or f64".into() }),
         }
     };
 }
@@ -57,10 +53,7 @@ fn as_i64(x: &Tensor) -> Result<Vec<i64>> {
 
 /// Any tensor as a 0/1 mask.
 fn as_mask(x: &Tensor) -> Result<Vec<u8>> {
-    Ok(x.to_vec_f64()?
-        .into_iter()
-        .map(|v| u8::from(v != 0.0))
-        .collect())
+    Ok(x.to_vec_f64()?.into_iter().map(|v| u8::from(v != 0.0)).collect())
 }
 
 fn rows_cols(x: &Tensor) -> (usize, usize) {
@@ -70,14 +63,7 @@ fn rows_cols(x: &Tensor) -> (usize, usize) {
 
 fn attn_dims(q: &Tensor, k: &Tensor) -> cpu::attention::AttnDims {
     let (qs, ks) = (q.shape(), k.shape());
-    cpu::attention::AttnDims {
-        b: qs[0],
-        t: qs[1],
-        s: ks[1],
-        h: qs[2],
-        hkv: ks[2],
-        d: qs[3],
-    }
+    cpu::attention::AttnDims { b: qs[0], t: qs[1], s: ks[1], h: qs[2], hkv: ks[2], d: qs[3] }
 }
 
 impl Backend for CpuBackend {
@@ -112,9 +98,7 @@ impl Backend for CpuBackend {
     ) -> Result<GradsOut<3>> {
         let (n, out) = rows_cols(dy);
         if (needs[1] && x.is_none()) || (needs[0] && w.is_none()) {
-            return Err(EngineError::Autograd(
-                "linear_backward: missing saved input for a requested gradient".into(),
-            ));
+            return Err(EngineError::Autograd("linear_backward: missing saved input for a requested gradient".into()));
         }
         float_dispatch!("linear_backward", dy.dtype(), T => {
             let g = cpu::linear::backward::<T>(dy.as_slice()?, opt_slice(x)?, opt_slice(w)?, n, in_features, out, needs[0], needs[1], needs[2]);
@@ -170,13 +154,7 @@ impl Backend for CpuBackend {
             dropout: spec.dropout,
             seed,
         };
-        let need = cpu::lora::LoraNeeds {
-            dx: needs[0],
-            dw: needs[1],
-            db: needs[2],
-            da: needs[3],
-            dbm: needs[4],
-        };
+        let need = cpu::lora::LoraNeeds { dx: needs[0], dw: needs[1], db: needs[2], da: needs[3], dbm: needs[4] };
         float_dispatch!("lora_linear_backward", x.dtype(), T => {
             let g = cpu::lora::backward::<T>(dy.as_slice()?, x.as_slice()?, w.as_slice()?, a.as_slice()?, bm.as_slice()?, xa.as_slice()?, d, need);
             Ok([
@@ -196,14 +174,7 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn bmm_bwd(
-        &self,
-        dc: &Tensor,
-        a: &Tensor,
-        b: &Tensor,
-        dims: BmmDims,
-        needs: Needs<2>,
-    ) -> Result<GradsOut<2>> {
+    fn bmm_bwd(&self, dc: &Tensor, a: &Tensor, b: &Tensor, dims: BmmDims, needs: Needs<2>) -> Result<GradsOut<2>> {
         float_dispatch!("matmul_backward", a.dtype(), T => {
             let (da, db) = cpu::matmul::backward::<T>(dc.as_slice()?, a.as_slice()?, b.as_slice()?, dims, needs[0], needs[1]);
             Ok([opt(da, a.shape())?, opt(db, b.shape())?])
@@ -258,13 +229,7 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn rms_norm_fwd(
-        &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        offset: f64,
-        eps: f64,
-    ) -> Result<(Tensor, Tensor)> {
+    fn rms_norm_fwd(&self, x: &Tensor, gamma: &Tensor, offset: f64, eps: f64) -> Result<(Tensor, Tensor)> {
         let (rows, dim) = rows_cols(x);
         float_dispatch!("rms_norm", x.dtype(), T => {
             let (y, r) = cpu::rms_norm::forward::<T>(x.as_slice()?, gamma.as_slice()?, offset, rows, dim, eps);
@@ -288,14 +253,7 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn rope(
-        &self,
-        x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        rot_dim: usize,
-        inverse: bool,
-    ) -> Result<Tensor> {
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, rot_dim: usize, inverse: bool) -> Result<Tensor> {
         let s = x.shape();
         let (heads, head_dim) = (s[s.len() - 2], s[s.len() - 1]);
         let tokens = x.numel() / (heads * head_dim).max(1);
@@ -491,27 +449,11 @@ impl Backend for CpuBackend {
     fn permute(&self, x: &Tensor, perm: &[usize]) -> Result<Tensor> {
         let out_shape: Vec<usize> = perm.iter().map(|&p| x.shape()[p]).collect();
         match x.dtype() {
-            DType::F32 => t(
-                cpu::shape::permute(x.as_slice::<f32>()?, x.shape(), perm),
-                &out_shape,
-            ),
-            DType::F64 => t(
-                cpu::shape::permute(x.as_slice::<f64>()?, x.shape(), perm),
-                &out_shape,
-            ),
-            DType::I64 => t(
-                cpu::shape::permute(x.as_slice::<i64>()?, x.shape(), perm),
-                &out_shape,
-            ),
-            DType::U32 => t(
-                cpu::shape::permute(x.as_slice::<u32>()?, x.shape(), perm),
-                &out_shape,
-            ),
-            other => Err(EngineError::DType {
-                op: "permute",
-                got: other,
-                expected: "f32, f64, i64 or u32".into(),
-            }),
+            DType::F32 => t(cpu::shape::permute(x.as_slice::<f32>()?, x.shape(), perm), &out_shape),
+            DType::F64 => t(cpu::shape::permute(x.as_slice::<f64>()?, x.shape(), perm), &out_shape),
+            DType::I64 => t(cpu::shape::permute(x.as_slice::<i64>()?, x.shape(), perm), &out_shape),
+            DType::U32 => t(cpu::shape::permute(x.as_slice::<u32>()?, x.shape(), perm), &out_shape),
+            other => Err(EngineError::DType { op: "permute", got: other, expected: "f32, f64, i64 or u32".into() }),
         }
     }
 
@@ -519,27 +461,11 @@ impl Backend for CpuBackend {
         let mut shape = x.shape().to_vec();
         shape[dim] = len;
         match x.dtype() {
-            DType::F32 => t(
-                cpu::shape::narrow(x.as_slice::<f32>()?, x.shape(), dim, start, len),
-                &shape,
-            ),
-            DType::F64 => t(
-                cpu::shape::narrow(x.as_slice::<f64>()?, x.shape(), dim, start, len),
-                &shape,
-            ),
-            DType::I64 => t(
-                cpu::shape::narrow(x.as_slice::<i64>()?, x.shape(), dim, start, len),
-                &shape,
-            ),
-            DType::U32 => t(
-                cpu::shape::narrow(x.as_slice::<u32>()?, x.shape(), dim, start, len),
-                &shape,
-            ),
-            other => Err(EngineError::DType {
-                op: "narrow",
-                got: other,
-                expected: "f32, f64, i64 or u32".into(),
-            }),
+            DType::F32 => t(cpu::shape::narrow(x.as_slice::<f32>()?, x.shape(), dim, start, len), &shape),
+            DType::F64 => t(cpu::shape::narrow(x.as_slice::<f64>()?, x.shape(), dim, start, len), &shape),
+            DType::I64 => t(cpu::shape::narrow(x.as_slice::<i64>()?, x.shape(), dim, start, len), &shape),
+            DType::U32 => t(cpu::shape::narrow(x.as_slice::<u32>()?, x.shape(), dim, start, len), &shape),
+            other => Err(EngineError::DType { op: "narrow", got: other, expected: "f32, f64, i64 or u32".into() }),
         }
     }
 
@@ -585,13 +511,7 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn l2_normalize_bwd(
-        &self,
-        dy: &Tensor,
-        y: &Tensor,
-        norms: &Tensor,
-        eps: f64,
-    ) -> Result<Tensor> {
+    fn l2_normalize_bwd(&self, dy: &Tensor, y: &Tensor, norms: &Tensor, eps: f64) -> Result<Tensor> {
         let (_, cols) = rows_cols(y);
         float_dispatch!("l2_normalize_backward", y.dtype(), T => {
             t(cpu::softmax::l2_normalize_backward::<T>(dy.as_slice()?, y.as_slice()?, norms.as_slice()?, cols, eps), y.shape())
@@ -608,13 +528,7 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn mean_pool_bwd(
-        &self,
-        dy: &Tensor,
-        mask: &Tensor,
-        counts: &Tensor,
-        tl: usize,
-    ) -> Result<Tensor> {
+    fn mean_pool_bwd(&self, dy: &Tensor, mask: &Tensor, counts: &Tensor, tl: usize) -> Result<Tensor> {
         let (b, d) = (dy.shape()[0], dy.shape()[1]);
         let m = as_mask(mask)?;
         float_dispatch!("mean_pool_backward", dy.dtype(), T => {

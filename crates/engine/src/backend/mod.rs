@@ -96,14 +96,7 @@ pub trait Backend: Send + Sync {
     /// Batched matmul.
     fn bmm_fwd(&self, a: &Tensor, b: &Tensor, dims: BmmDims) -> Result<Tensor>;
     /// Gradients (a, b) of batched matmul.
-    fn bmm_bwd(
-        &self,
-        dc: &Tensor,
-        a: &Tensor,
-        b: &Tensor,
-        dims: BmmDims,
-        needs: Needs<2>,
-    ) -> Result<GradsOut<2>>;
+    fn bmm_bwd(&self, dc: &Tensor, a: &Tensor, b: &Tensor, dims: BmmDims, needs: Needs<2>) -> Result<GradsOut<2>>;
     /// Gathers rows of `table [V, d]` by `ids` (i64 or u32); errors on out-of-range ids.
     fn embedding_fwd(&self, ids: &Tensor, table: &Tensor) -> Result<Tensor>;
     /// Scatter-adds `dy` into a `[vocab, d]` gradient.
@@ -128,13 +121,7 @@ pub trait Backend: Send + Sync {
         needs: Needs<3>,
     ) -> Result<GradsOut<3>>;
     /// RMSNorm over the last dim with weight γ + offset; returns (y, rstd).
-    fn rms_norm_fwd(
-        &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        offset: f64,
-        eps: f64,
-    ) -> Result<(Tensor, Tensor)>;
+    fn rms_norm_fwd(&self, x: &Tensor, gamma: &Tensor, offset: f64, eps: f64) -> Result<(Tensor, Tensor)>;
     /// Gradients (x, γ) of RMSNorm.
     fn rms_norm_bwd(
         &self,
@@ -146,14 +133,7 @@ pub trait Backend: Send + Sync {
         needs: Needs<2>,
     ) -> Result<GradsOut<2>>;
     /// Rotates `x [tokens, heads, head_dim]` by per-token tables `[tokens, rot_dim/2]`.
-    fn rope(
-        &self,
-        x: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        rot_dim: usize,
-        inverse: bool,
-    ) -> Result<Tensor>;
+    fn rope(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, rot_dim: usize, inverse: bool) -> Result<Tensor>;
     /// Attention forward; returns (o, lse).
     fn attention_fwd(
         &self,
@@ -247,18 +227,11 @@ pub trait Backend: Send + Sync {
     /// Row L2 normalisation; returns (y, norms).
     fn l2_normalize_fwd(&self, x: &Tensor, eps: f64) -> Result<(Tensor, Tensor)>;
     /// Backward of L2 normalisation.
-    fn l2_normalize_bwd(&self, dy: &Tensor, y: &Tensor, norms: &Tensor, eps: f64)
-        -> Result<Tensor>;
+    fn l2_normalize_bwd(&self, dy: &Tensor, y: &Tensor, norms: &Tensor, eps: f64) -> Result<Tensor>;
     /// Masked mean over the sequence of `x [b, t, d]`; returns (y, counts).
     fn mean_pool_fwd(&self, x: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor)>;
     /// Backward of mean pooling.
-    fn mean_pool_bwd(
-        &self,
-        dy: &Tensor,
-        mask: &Tensor,
-        counts: &Tensor,
-        t: usize,
-    ) -> Result<Tensor>;
+    fn mean_pool_bwd(&self, dy: &Tensor, mask: &Tensor, counts: &Tensor, t: usize) -> Result<Tensor>;
     /// One AdamW step on one parameter (state tensors updated in place).
     #[allow(clippy::too_many_arguments)]
     fn adamw_step(
@@ -294,9 +267,7 @@ fn cuda_backends() -> &'static BackendSlots {
 }
 
 /// Registers the constructor of the CUDA backend (called by the CUDA crate at start-up).
-pub fn register_cuda_backend(
-    factory: impl Fn(usize) -> Result<Arc<dyn Backend>> + Send + Sync + 'static,
-) {
+pub fn register_cuda_backend(factory: impl Fn(usize) -> Result<Arc<dyn Backend>> + Send + Sync + 'static) {
     if let Ok(mut f) = device_factories().write() {
         *f = Some(Arc::new(factory));
     }
@@ -312,14 +283,9 @@ pub fn for_device(device: Device) -> Result<Arc<dyn Backend>> {
             if let Some(Some(b)) = cuda_backends().read().ok().and_then(|v| v.get(i).cloned()) {
                 return Ok(b);
             }
-            let factory = device_factories()
-                .read()
-                .ok()
-                .and_then(|f| f.clone())
-                .ok_or_else(|| EngineError::DeviceUnavailable {
-                    device,
-                    why: "this build has no CUDA backend registered".into(),
-                })?;
+            let factory = device_factories().read().ok().and_then(|f| f.clone()).ok_or_else(|| {
+                EngineError::DeviceUnavailable { device, why: "this build has no CUDA backend registered".into() }
+            })?;
             let backend = factory(i)?;
             if let Ok(mut v) = cuda_backends().write() {
                 if v.len() <= i {
@@ -337,11 +303,7 @@ pub fn common(op: &'static str, tensors: &[&Tensor]) -> Result<Arc<dyn Backend>>
     let dev = tensors.first().map(|t| t.device()).unwrap_or(Device::Cpu);
     for t in tensors {
         if t.device() != dev {
-            return Err(EngineError::Device {
-                op,
-                lhs: dev,
-                rhs: t.device(),
-            });
+            return Err(EngineError::Device { op, lhs: dev, rhs: t.device() });
         }
     }
     for_device(dev)

@@ -20,9 +20,7 @@ fn sigmoid<T: Real>(x: T) -> T {
 fn value<T: Real>(act: Activation, x: T) -> T {
     let half = T::from_f64(0.5);
     match act {
-        Activation::GeluErf => {
-            half * x * (T::ONE + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).fast_erf())
-        }
+        Activation::GeluErf => half * x * (T::ONE + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).fast_erf()),
         Activation::GeluTanh => {
             let inner = T::from_f64(SQRT_2_OVER_PI) * (x + T::from_f64(GELU_C) * x * x * x);
             half * x * (T::ONE + inner.fast_tanh())
@@ -46,8 +44,7 @@ fn derivative<T: Real>(act: Activation, x: T) -> T {
     let half = T::from_f64(0.5);
     match act {
         Activation::GeluErf => {
-            let cdf =
-                half * (T::ONE + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).fast_erf());
+            let cdf = half * (T::ONE + (x * T::from_f64(std::f64::consts::FRAC_1_SQRT_2)).fast_erf());
             let pdf = (-half * x * x).fast_exp() * T::from_f64(0.398_942_280_401_432_7);
             cdf + x * pdf
         }
@@ -55,8 +52,7 @@ fn derivative<T: Real>(act: Activation, x: T) -> T {
             let k = T::from_f64(SQRT_2_OVER_PI);
             let c = T::from_f64(GELU_C);
             let t = (k * (x + c * x * x * x)).fast_tanh();
-            half * (T::ONE + t)
-                + half * x * (T::ONE - t * t) * k * (T::ONE + T::from_f64(3.0) * c * x * x)
+            half * (T::ONE + t) + half * x * (T::ONE - t * t) * k * (T::ONE + T::from_f64(3.0) * c * x * x)
         }
         Activation::Silu => {
             let s = sigmoid(x);
@@ -83,39 +79,33 @@ fn derivative<T: Real>(act: Activation, x: T) -> T {
 /// y = f(x).
 pub fn forward<T: Real>(act: Activation, x: &[T]) -> Vec<T> {
     let mut y = vec![T::ZERO; x.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(yc, xc)| {
-            for (o, &i) in yc.iter_mut().zip(xc) {
-                *o = value(act, i);
-            }
-        });
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(yc, xc)| {
+        for (o, &i) in yc.iter_mut().zip(xc) {
+            *o = value(act, i);
+        }
+    });
     y
 }
 
 /// dx = dy·f'(x).
 pub fn backward<T: Real>(act: Activation, dy: &[T], x: &[T]) -> Vec<T> {
     let mut dx = vec![T::ZERO; x.len()];
-    dx.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-        .for_each(|(dc, (xc, gc))| {
-            for ((o, &i), &g) in dc.iter_mut().zip(xc).zip(gc) {
-                *o = g * derivative(act, i);
-            }
-        });
+    dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(dc, (xc, gc))| {
+        for ((o, &i), &g) in dc.iter_mut().zip(xc).zip(gc) {
+            *o = g * derivative(act, i);
+        }
+    });
     dx
 }
 
 /// swiglu: y = silu(gate)·up.
 pub fn swiglu_forward<T: Real>(gate: &[T], up: &[T]) -> Vec<T> {
     let mut y = vec![T::ZERO; gate.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
-        .for_each(|(yc, (gc, uc))| {
-            for ((o, &g), &u) in yc.iter_mut().zip(gc).zip(uc) {
-                *o = g * sigmoid(g) * u;
-            }
-        });
+    y.par_chunks_mut(CHUNK).zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK))).for_each(|(yc, (gc, uc))| {
+        for ((o, &g), &u) in yc.iter_mut().zip(gc).zip(uc) {
+            *o = g * sigmoid(g) * u;
+        }
+    });
     y
 }
 
@@ -125,11 +115,7 @@ pub fn swiglu_backward<T: Real>(dy: &[T], gate: &[T], up: &[T]) -> (Vec<T>, Vec<
     let mut du = vec![T::ZERO; gate.len()];
     dg.par_chunks_mut(CHUNK)
         .zip(du.par_chunks_mut(CHUNK))
-        .zip(
-            gate.par_chunks(CHUNK)
-                .zip(up.par_chunks(CHUNK))
-                .zip(dy.par_chunks(CHUNK)),
-        )
+        .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)).zip(dy.par_chunks(CHUNK)))
         .for_each(|((dgc, duc), ((gc, uc), yc))| {
             for i in 0..gc.len() {
                 let (g, u, d) = (gc[i], uc[i], yc[i]);

@@ -59,11 +59,7 @@ impl AttnRule<'_> {
     /// Key range `[lo, hi)` that queries `[i0, i1)` may see (before per-element masks).
     fn key_range(&self, dims: &AttnDims, i0: usize, i1: usize) -> (usize, usize) {
         let off = dims.s - dims.t;
-        let hi = if self.causal {
-            (i1 - 1 + off + 1).min(dims.s)
-        } else {
-            dims.s
-        };
+        let hi = if self.causal { (i1 - 1 + off + 1).min(dims.s) } else { dims.s };
         let lo = match self.window {
             Some(w) => (i0 + off + 1).saturating_sub(w),
             None => 0,
@@ -145,21 +141,8 @@ impl AttnRule<'_> {
 /// lse = +∞ (their backward contributes nothing).
 // Tile scratch lives on the heap: BR×BC f64 is 128 KB, too much for a worker's stack.
 #[allow(clippy::useless_vec)]
-pub fn forward<T: Real>(
-    q: &[T],
-    k: &[T],
-    v: &[T],
-    dims: AttnDims,
-    rule: &AttnRule<'_>,
-) -> (Vec<T>, Vec<T>) {
-    let AttnDims {
-        b: nb,
-        t,
-        s,
-        h: nh,
-        hkv,
-        d,
-    } = dims;
+pub fn forward<T: Real>(q: &[T], k: &[T], v: &[T], dims: AttnDims, rule: &AttnRule<'_>) -> (Vec<T>, Vec<T>) {
+    let AttnDims { b: nb, t, s, h: nh, hkv, d } = dims;
     let group = nh / hkv;
     let mut o = vec![T::ZERO; nb * t * nh * d];
     let mut lse = vec![T::ZERO; nb * nh * t];
@@ -168,102 +151,87 @@ pub fn forward<T: Real>(
     let keep_scale = T::from_f64(1.0 / (1.0 - rule.dropout as f64));
     let q_rs = nh * d;
     let kv_rs = hkv * d;
-    lse.par_chunks_mut(t.max(1))
-        .enumerate()
-        .for_each(|(item, lse_row)| {
-            let (b, h) = (item / nh, item % nh);
-            let kvh = h / group;
-            let mut scores = vec![T::ZERO; BR * BC];
-            let mut acc = vec![T::ZERO; BR * d];
-            let mut m = [T::NEG_INFINITY; BR];
-            let mut l = [T::ZERO; BR];
-            for i0 in (0..t).step_by(BR) {
-                let i1 = (i0 + BR).min(t);
-                let br = i1 - i0;
-                m[..br].fill(T::NEG_INFINITY);
-                l[..br].fill(T::ZERO);
-                acc[..br * d].fill(T::ZERO);
-                let (lo, hi) = rule.key_range(&dims, i0, i1);
-                let mut j0 = lo;
-                while j0 < hi {
-                    let j1 = (j0 + BC).min(hi);
-                    let bc = j1 - j0;
-                    let st = &mut scores[..br * bc];
-                    matmul_serial(
-                        MatMut::row_major(st, br, bc),
-                        MatRef::strided(q, (b * t + i0) * q_rs + h * d, br, d, q_rs, 1),
-                        MatRef::strided(k, (b * s + j0) * kv_rs + kvh * d, bc, d, kv_rs, 1).t(),
-                        scale,
-                        false,
-                    );
-                    if !rule.tile_is_dense(&dims, i0, j1, i1, j0) {
-                        rule.mask_tile(&dims, b, st, i0, j0, br, bc);
-                    }
-                    for r in 0..br {
-                        let row = &mut st[r * bc..(r + 1) * bc];
-                        let tile_max = super::reduce::max(row);
-                        let m_new = m[r].max(tile_max);
-                        let (alpha, rowsum) = if m_new == T::NEG_INFINITY {
-                            row.fill(T::ZERO);
-                            (T::ONE, T::ZERO)
-                        } else {
-                            let sum = super::reduce::exp_in_place_sum(row, m_new);
-                            let alpha = if m[r] == T::NEG_INFINITY {
-                                T::ZERO
-                            } else {
-                                (m[r] - m_new).fast_exp()
-                            };
-                            (alpha, sum)
-                        };
-                        l[r] = l[r] * alpha + rowsum;
-                        m[r] = m_new;
-                        if alpha != T::ONE {
-                            for x in acc[r * d..(r + 1) * d].iter_mut() {
-                                *x *= alpha;
-                            }
-                        }
-                        if rule.dropout > 0.0 {
-                            for (c, x) in row.iter_mut().enumerate() {
-                                let idx = rule.dropout_index(&dims, b, h, i0 + r, j0 + c);
-                                *x = if rng::keep(rule.seed, idx, rule.dropout) {
-                                    *x * keep_scale
-                                } else {
-                                    T::ZERO
-                                };
-                            }
-                        }
-                    }
-                    matmul_serial(
-                        MatMut::row_major(&mut acc[..br * d], br, d),
-                        MatRef::row_major(st, br, bc),
-                        MatRef::strided(v, (b * s + j0) * kv_rs + kvh * d, bc, d, kv_rs, 1),
-                        T::ONE,
-                        true,
-                    );
-                    j0 = j1;
+    lse.par_chunks_mut(t.max(1)).enumerate().for_each(|(item, lse_row)| {
+        let (b, h) = (item / nh, item % nh);
+        let kvh = h / group;
+        let mut scores = vec![T::ZERO; BR * BC];
+        let mut acc = vec![T::ZERO; BR * d];
+        let mut m = [T::NEG_INFINITY; BR];
+        let mut l = [T::ZERO; BR];
+        for i0 in (0..t).step_by(BR) {
+            let i1 = (i0 + BR).min(t);
+            let br = i1 - i0;
+            m[..br].fill(T::NEG_INFINITY);
+            l[..br].fill(T::ZERO);
+            acc[..br * d].fill(T::ZERO);
+            let (lo, hi) = rule.key_range(&dims, i0, i1);
+            let mut j0 = lo;
+            while j0 < hi {
+                let j1 = (j0 + BC).min(hi);
+                let bc = j1 - j0;
+                let st = &mut scores[..br * bc];
+                matmul_serial(
+                    MatMut::row_major(st, br, bc),
+                    MatRef::strided(q, (b * t + i0) * q_rs + h * d, br, d, q_rs, 1),
+                    MatRef::strided(k, (b * s + j0) * kv_rs + kvh * d, bc, d, kv_rs, 1).t(),
+                    scale,
+                    false,
+                );
+                if !rule.tile_is_dense(&dims, i0, j1, i1, j0) {
+                    rule.mask_tile(&dims, b, st, i0, j0, br, bc);
                 }
                 for r in 0..br {
-                    let i = i0 + r;
-                    // SAFETY: row (b, i, h) of o belongs to this work item alone.
-                    let orow = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            o_ptr.get().add((b * t + i) * q_rs + h * d),
-                            d,
-                        )
-                    };
-                    if l[r] > T::ZERO {
-                        let inv = T::ONE / l[r];
-                        for (dst, &a) in orow.iter_mut().zip(&acc[r * d..(r + 1) * d]) {
-                            *dst = a * inv;
-                        }
-                        lse_row[i] = m[r] + l[r].ln();
+                    let row = &mut st[r * bc..(r + 1) * bc];
+                    let tile_max = super::reduce::max(row);
+                    let m_new = m[r].max(tile_max);
+                    let (alpha, rowsum) = if m_new == T::NEG_INFINITY {
+                        row.fill(T::ZERO);
+                        (T::ONE, T::ZERO)
                     } else {
-                        orow.fill(T::ZERO);
-                        lse_row[i] = T::from_f64(f64::INFINITY);
+                        let sum = super::reduce::exp_in_place_sum(row, m_new);
+                        let alpha = if m[r] == T::NEG_INFINITY { T::ZERO } else { (m[r] - m_new).fast_exp() };
+                        (alpha, sum)
+                    };
+                    l[r] = l[r] * alpha + rowsum;
+                    m[r] = m_new;
+                    if alpha != T::ONE {
+                        for x in acc[r * d..(r + 1) * d].iter_mut() {
+                            *x *= alpha;
+                        }
+                    }
+                    if rule.dropout > 0.0 {
+                        for (c, x) in row.iter_mut().enumerate() {
+                            let idx = rule.dropout_index(&dims, b, h, i0 + r, j0 + c);
+                            *x = if rng::keep(rule.seed, idx, rule.dropout) { *x * keep_scale } else { T::ZERO };
+                        }
                     }
                 }
+                matmul_serial(
+                    MatMut::row_major(&mut acc[..br * d], br, d),
+                    MatRef::row_major(st, br, bc),
+                    MatRef::strided(v, (b * s + j0) * kv_rs + kvh * d, bc, d, kv_rs, 1),
+                    T::ONE,
+                    true,
+                );
+                j0 = j1;
             }
-        });
+            for r in 0..br {
+                let i = i0 + r;
+                // SAFETY: row (b, i, h) of o belongs to this work item alone.
+                let orow = unsafe { std::slice::from_raw_parts_mut(o_ptr.get().add((b * t + i) * q_rs + h * d), d) };
+                if l[r] > T::ZERO {
+                    let inv = T::ONE / l[r];
+                    for (dst, &a) in orow.iter_mut().zip(&acc[r * d..(r + 1) * d]) {
+                        *dst = a * inv;
+                    }
+                    lse_row[i] = m[r] + l[r].ln();
+                } else {
+                    orow.fill(T::ZERO);
+                    lse_row[i] = T::from_f64(f64::INFINITY);
+                }
+            }
+        }
+    });
     (o, lse)
 }
 
@@ -279,23 +247,12 @@ pub fn backward<T: Real>(
     dims: AttnDims,
     rule: &AttnRule<'_>,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let AttnDims {
-        b: nb,
-        t,
-        s,
-        h: nh,
-        hkv,
-        d,
-    } = dims;
+    let AttnDims { b: nb, t, s, h: nh, hkv, d } = dims;
     let group = nh / hkv;
     let mut dq = vec![T::ZERO; q.len()];
     let mut dk = vec![T::ZERO; k.len()];
     let mut dv = vec![T::ZERO; v.len()];
-    let (dq_p, dk_p, dv_p) = (
-        SendPtr(dq.as_mut_ptr()),
-        SendPtr(dk.as_mut_ptr()),
-        SendPtr(dv.as_mut_ptr()),
-    );
+    let (dq_p, dk_p, dv_p) = (SendPtr(dq.as_mut_ptr()), SendPtr(dk.as_mut_ptr()), SendPtr(dv.as_mut_ptr()));
     let scale = T::from_f64(rule.scale);
     let keep_scale = T::from_f64(1.0 / (1.0 - rule.dropout as f64));
     let q_rs = nh * d;
@@ -310,22 +267,10 @@ pub fn backward<T: Real>(
         // SAFETY (all three views): this item alone owns the dk/dv rows of (b, ·, kvh) and the
         // dq rows of (b, ·, h) for the query heads h of its group.
         let dk_tile = |j0: usize, bc: usize| unsafe {
-            MatMut::from_raw(
-                dk_p.get().add((b * s + j0) * kv_rs + kvh * d),
-                bc,
-                d,
-                kv_rs,
-                1,
-            )
+            MatMut::from_raw(dk_p.get().add((b * s + j0) * kv_rs + kvh * d), bc, d, kv_rs, 1)
         };
         let dv_tile = |j0: usize, bc: usize| unsafe {
-            MatMut::from_raw(
-                dv_p.get().add((b * s + j0) * kv_rs + kvh * d),
-                bc,
-                d,
-                kv_rs,
-                1,
-            )
+            MatMut::from_raw(dv_p.get().add((b * s + j0) * kv_rs + kvh * d), bc, d, kv_rs, 1)
         };
         let dq_tile = |i0: usize, br: usize, h: usize| unsafe {
             MatMut::from_raw(dq_p.get().add((b * t + i0) * q_rs + h * d), br, d, q_rs, 1)
@@ -348,21 +293,12 @@ pub fn backward<T: Real>(
                     let br = i1 - i0;
                     let n = br * bc;
                     let q_tile = MatRef::strided(q, (b * t + i0) * q_rs + h * d, br, d, q_rs, 1);
-                    let k_tile =
-                        MatRef::strided(k, (b * s + j0) * kv_rs + kvh * d, bc, d, kv_rs, 1);
-                    let v_tile =
-                        MatRef::strided(v, (b * s + j0) * kv_rs + kvh * d, bc, d, kv_rs, 1);
-                    let do_tile =
-                        MatRef::strided(dout, (b * t + i0) * q_rs + h * d, br, d, q_rs, 1);
+                    let k_tile = MatRef::strided(k, (b * s + j0) * kv_rs + kvh * d, bc, d, kv_rs, 1);
+                    let v_tile = MatRef::strided(v, (b * s + j0) * kv_rs + kvh * d, bc, d, kv_rs, 1);
+                    let do_tile = MatRef::strided(dout, (b * t + i0) * q_rs + h * d, br, d, q_rs, 1);
                     // P = exp(scale·QKᵀ − lse), zero where masked.
                     let pt = &mut p[..n];
-                    matmul_serial(
-                        MatMut::row_major(pt, br, bc),
-                        q_tile,
-                        k_tile.t(),
-                        scale,
-                        false,
-                    );
+                    matmul_serial(MatMut::row_major(pt, br, bc), q_tile, k_tile.t(), scale, false);
                     if !rule.tile_is_dense(&dims, i0, j1, i1, j0) {
                         rule.mask_tile(&dims, b, pt, i0, j0, br, bc);
                     }
@@ -374,13 +310,7 @@ pub fn backward<T: Real>(
                     }
                     // dP = dO·Vᵀ
                     let dpt = &mut dp[..n];
-                    matmul_serial(
-                        MatMut::row_major(dpt, br, bc),
-                        do_tile,
-                        v_tile.t(),
-                        T::ONE,
-                        false,
-                    );
+                    matmul_serial(MatMut::row_major(dpt, br, bc), do_tile, v_tile.t(), T::ONE, false);
                     // dV += P̃ᵀ·dO, where P̃ is P after dropout; dP flows back through the same mask.
                     let p_used: &[T] = if rule.dropout > 0.0 {
                         for r in 0..br {
@@ -398,13 +328,7 @@ pub fn backward<T: Real>(
                     } else {
                         pt
                     };
-                    matmul_serial(
-                        dv_tile(j0, bc),
-                        MatRef::row_major(p_used, br, bc).t(),
-                        do_tile,
-                        T::ONE,
-                        true,
-                    );
+                    matmul_serial(dv_tile(j0, bc), MatRef::row_major(p_used, br, bc).t(), do_tile, T::ONE, true);
                     // dS = P ⊙ (dP − δ), stored in dp.
                     for r in 0..br {
                         let dl = delta[i0 + r];

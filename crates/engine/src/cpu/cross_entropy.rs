@@ -129,11 +129,7 @@ pub fn forward<T: Real>(
                 }
                 let y = y as usize;
                 let target_logit = row[y];
-                let mean_logit = if eps > 0.0 {
-                    super::reduce::sum(row).to_f64() / v as f64
-                } else {
-                    0.0
-                };
+                let mean_logit = if eps > 0.0 { super::reduce::sum(row).to_f64() / v as f64 } else { 0.0 };
                 // One exp per logit: the row becomes exp(x − max), whose sum gives the lse and
                 // whose scaled values are the softmax the gradient needs.
                 let m = super::reduce::max(row);
@@ -184,15 +180,7 @@ pub fn forward<T: Real>(
         }
         r0 += rows;
     }
-    Ok(CeOutput {
-        loss: loss_sum * inv_norm,
-        token_logprobs,
-        normalizer: norm,
-        counted,
-        dh,
-        dw,
-        db,
-    })
+    Ok(CeOutput { loss: loss_sum * inv_norm, token_logprobs, normalizer: norm, counted, dh, dw, db })
 }
 
 /// Optional gradients of (h, W, b).
@@ -222,11 +210,7 @@ pub fn logprobs_forward<T: Real>(
         super::linear::forward_into(logits, &h[r0 * d..(r0 + rows) * d], w, b, rows, d, v);
         logits
             .par_chunks(v)
-            .zip(
-                logp[r0..r0 + rows]
-                    .par_iter_mut()
-                    .zip(lse[r0..r0 + rows].par_iter_mut()),
-            )
+            .zip(logp[r0..r0 + rows].par_iter_mut().zip(lse[r0..r0 + rows].par_iter_mut()))
             .enumerate()
             .for_each(|(r, (row, (lp, ls)))| {
                 let y = labels[r0 + r];

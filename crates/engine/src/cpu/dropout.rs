@@ -25,11 +25,7 @@ pub fn apply_in_place<T: Real>(x: &mut [T], p: f32, seed: u64) {
     x.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
         let base = (c * CHUNK) as u64;
         for (i, v) in chunk.iter_mut().enumerate() {
-            *v = if rng::keep(seed, base + i as u64, p) {
-                *v * scale
-            } else {
-                T::ZERO
-            };
+            *v = if rng::keep(seed, base + i as u64, p) { *v * scale } else { T::ZERO };
         }
     });
 }

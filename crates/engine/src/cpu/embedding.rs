@@ -27,11 +27,9 @@ pub fn validate_ids(ids: &[i64], vocab: usize) -> Result<Vec<usize>> {
 /// Forward: `out[i] = table[ids[i]]`, `table [vocab, dim]`.
 pub fn forward<T: Real>(ids: &[usize], table: &[T], dim: usize) -> Vec<T> {
     let mut out = vec![T::ZERO; ids.len() * dim];
-    out.par_chunks_mut(dim.max(1))
-        .zip(ids.par_iter())
-        .for_each(|(row, &id)| {
-            row.copy_from_slice(&table[id * dim..(id + 1) * dim]);
-        });
+    out.par_chunks_mut(dim.max(1)).zip(ids.par_iter()).for_each(|(row, &id)| {
+        row.copy_from_slice(&table[id * dim..(id + 1) * dim]);
+    });
     out
 }
 
@@ -48,8 +46,7 @@ pub fn backward<T: Real>(dy: &[T], ids: &[usize], vocab: usize, dim: usize) -> V
             let src = &dy[i * dim + c0..i * dim + c1];
             // SAFETY: each worker writes only columns [c0, c1) of the rows it touches, and
             // column blocks are disjoint; `id < vocab` was validated.
-            let dst =
-                unsafe { std::slice::from_raw_parts_mut(ptr.get().add(id * dim + c0), c1 - c0) };
+            let dst = unsafe { std::slice::from_raw_parts_mut(ptr.get().add(id * dim + c0), c1 - c0) };
             for (d, &s) in dst.iter_mut().zip(src) {
                 *d += s;
             }

@@ -20,10 +20,7 @@ pub struct MatRef<'a, T> {
 fn check_extent(len: usize, offset: usize, rows: usize, cols: usize, rs: usize, cs: usize) {
     if rows > 0 && cols > 0 {
         let last = offset + (rows - 1) * rs + (cols - 1) * cs;
-        assert!(
-            last < len,
-            "matrix view out of bounds: last index {last} >= len {len}"
-        );
+        assert!(last < len, "matrix view out of bounds: last index {last} >= len {len}");
     }
 }
 
@@ -34,14 +31,7 @@ impl<'a, T: Real> MatRef<'a, T> {
     }
 
     /// A general strided view starting at `offset`; bounds are checked.
-    pub fn strided(
-        data: &'a [T],
-        offset: usize,
-        rows: usize,
-        cols: usize,
-        rs: usize,
-        cs: usize,
-    ) -> Self {
+    pub fn strided(data: &'a [T], offset: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         check_extent(data.len(), offset, rows, cols, rs, cs);
         MatRef {
             ptr: data[offset.min(data.len())..].as_ptr(),
@@ -55,13 +45,7 @@ impl<'a, T: Real> MatRef<'a, T> {
 
     /// The transpose (no copy).
     pub fn t(self) -> Self {
-        MatRef {
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-            ..self
-        }
+        MatRef { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
     }
 }
 
@@ -82,24 +66,10 @@ impl<'a, T: Real> MatMut<'a, T> {
     }
 
     /// A general strided mutable view starting at `offset`; bounds are checked.
-    pub fn strided(
-        data: &'a mut [T],
-        offset: usize,
-        rows: usize,
-        cols: usize,
-        rs: usize,
-        cs: usize,
-    ) -> Self {
+    pub fn strided(data: &'a mut [T], offset: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         check_extent(data.len(), offset, rows, cols, rs, cs);
         let start = offset.min(data.len());
-        MatMut {
-            ptr: data[start..].as_mut_ptr(),
-            rows,
-            cols,
-            rs: rs as isize,
-            cs: cs as isize,
-            _life: PhantomData,
-        }
+        MatMut { ptr: data[start..].as_mut_ptr(), rows, cols, rs: rs as isize, cs: cs as isize, _life: PhantomData }
     }
 
     /// A view over raw memory, for parallel kernels whose threads write disjoint strided
@@ -109,14 +79,7 @@ impl<'a, T: Real> MatMut<'a, T> {
     /// Every element `ptr + i*rs + j*cs` must be valid for writes for `'a`, and no other
     /// thread may access those elements while the view lives.
     pub unsafe fn from_raw(ptr: *mut T, rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
-        MatMut {
-            ptr,
-            rows,
-            cols,
-            rs: rs as isize,
-            cs: cs as isize,
-            _life: PhantomData,
-        }
+        MatMut { ptr, rows, cols, rs: rs as isize, cs: cs as isize, _life: PhantomData }
     }
 }
 
@@ -141,25 +104,13 @@ impl<T> SendPtr<T> {
 ///
 /// Panics (an engine bug, not a user error) if the dimensions disagree; the ops validate
 /// user shapes before any kernel runs.
-pub fn matmul<T: Real>(
-    dst: MatMut<'_, T>,
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
-    alpha: T,
-    accumulate: bool,
-) {
+pub fn matmul<T: Real>(dst: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, alpha: T, accumulate: bool) {
     let par = threads::gemm_parallelism(a.rows, b.cols, a.cols);
     matmul_with(dst, a, b, alpha, accumulate, par)
 }
 
 /// Like [`matmul`] but always on the calling thread (for use inside parallel loops).
-pub fn matmul_serial<T: Real>(
-    dst: MatMut<'_, T>,
-    a: MatRef<'_, T>,
-    b: MatRef<'_, T>,
-    alpha: T,
-    accumulate: bool,
-) {
+pub fn matmul_serial<T: Real>(dst: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, alpha: T, accumulate: bool) {
     matmul_with(dst, a, b, alpha, accumulate, gemm::Parallelism::None)
 }
 

@@ -82,26 +82,14 @@ pub fn backward<T: Real>(
     need_dgamma: bool,
     need_dbeta: bool,
 ) -> LayerNormGrads<T> {
-    let mut dx = if need_dx {
-        vec![T::ZERO; rows * dim]
-    } else {
-        Vec::new()
-    };
+    let mut dx = if need_dx { vec![T::ZERO; rows * dim] } else { Vec::new() };
     let inv_d = T::from_f64(1.0 / dim as f64);
     let blocks = rows.div_ceil(ROW_BLOCK);
     let work = |b: usize, dx_block: Option<&mut [T]>| -> (Vec<T>, Vec<T>) {
         let r0 = b * ROW_BLOCK;
         let r1 = (r0 + ROW_BLOCK).min(rows);
-        let mut dg = if need_dgamma {
-            vec![T::ZERO; dim]
-        } else {
-            Vec::new()
-        };
-        let mut dbt = if need_dbeta {
-            vec![T::ZERO; dim]
-        } else {
-            Vec::new()
-        };
+        let mut dg = if need_dgamma { vec![T::ZERO; dim] } else { Vec::new() };
+        let mut dbt = if need_dbeta { vec![T::ZERO; dim] } else { Vec::new() };
         let mut dxhat = vec![T::ZERO; dim];
         let mut xhat = vec![T::ZERO; dim];
         let mut dx_block = dx_block;
@@ -142,10 +130,7 @@ pub fn backward<T: Real>(
         (dg, dbt)
     };
     let partials: Vec<(Vec<T>, Vec<T>)> = if need_dx {
-        dx.par_chunks_mut(ROW_BLOCK * dim.max(1))
-            .enumerate()
-            .map(|(b, chunk)| work(b, Some(chunk)))
-            .collect()
+        dx.par_chunks_mut(ROW_BLOCK * dim.max(1)).enumerate().map(|(b, chunk)| work(b, Some(chunk))).collect()
     } else {
         (0..blocks).into_par_iter().map(|b| work(b, None)).collect()
     };
@@ -159,9 +144,5 @@ pub fn backward<T: Real>(
             acc.iter_mut().zip(dbt).for_each(|(a, v)| *a += v);
         }
     }
-    LayerNormGrads {
-        dx: need_dx.then_some(dx),
-        dgamma,
-        dbeta,
-    }
+    LayerNormGrads { dx: need_dx.then_some(dx), dgamma, dbeta }
 }

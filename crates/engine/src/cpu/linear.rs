@@ -7,32 +7,16 @@ use super::gemm::{matmul, MatMut, MatRef};
 use crate::dtype::Real;
 
 /// Forward: `x [n, inp]`, `w [out, inp]`, optional `b [out]` → `y [n, out]`.
-pub fn forward<T: Real>(
-    x: &[T],
-    w: &[T],
-    b: Option<&[T]>,
-    n: usize,
-    inp: usize,
-    out: usize,
-) -> Vec<T> {
+pub fn forward<T: Real>(x: &[T], w: &[T], b: Option<&[T]>, n: usize, inp: usize, out: usize) -> Vec<T> {
     let mut y = vec![T::ZERO; n * out];
     forward_into(&mut y, x, w, b, n, inp, out);
     y
 }
 
 /// Forward into a caller's buffer.
-pub fn forward_into<T: Real>(
-    y: &mut [T],
-    x: &[T],
-    w: &[T],
-    b: Option<&[T]>,
-    n: usize,
-    inp: usize,
-    out: usize,
-) {
+pub fn forward_into<T: Real>(y: &mut [T], x: &[T], w: &[T], b: Option<&[T]>, n: usize, inp: usize, out: usize) {
     if let Some(b) = b {
-        y.par_chunks_mut(out.max(1))
-            .for_each(|row| row.copy_from_slice(b));
+        y.par_chunks_mut(out.max(1)).for_each(|row| row.copy_from_slice(b));
     }
     matmul(
         MatMut::row_major(y, n, out),

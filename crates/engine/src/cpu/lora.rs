@@ -29,14 +29,7 @@ pub struct LoraDims {
 }
 
 /// Forward; returns `(y, xa)`.
-pub fn forward<T: Real>(
-    x: &[T],
-    w: &[T],
-    b: Option<&[T]>,
-    a: &[T],
-    bm: &[T],
-    d: LoraDims,
-) -> (Vec<T>, Vec<T>) {
+pub fn forward<T: Real>(x: &[T], w: &[T], b: Option<&[T]>, a: &[T], bm: &[T], d: LoraDims) -> (Vec<T>, Vec<T>) {
     let mut y = linear::forward(x, w, b, d.n, d.inp, d.out);
     let xd;
     let x_in: &[T] = if d.dropout > 0.0 {
@@ -104,17 +97,7 @@ pub fn backward<T: Real>(
     d: LoraDims,
     need: LoraNeeds,
 ) -> LoraGrads<T> {
-    let base = linear::backward(
-        dy,
-        Some(x),
-        Some(w),
-        d.n,
-        d.inp,
-        d.out,
-        need.dx,
-        need.dw,
-        need.db,
-    );
+    let base = linear::backward(dy, Some(x), Some(w), d.n, d.inp, d.out, need.dx, need.dw, need.db);
     let scale = T::from_f64(d.scale);
     let dbm = need.dbm.then(|| {
         let mut g = vec![T::ZERO; d.out * d.r];
@@ -182,11 +165,5 @@ pub fn backward<T: Real>(
             }
         }
     }
-    LoraGrads {
-        dx,
-        dw: base.dw,
-        db: base.db,
-        da,
-        dbm,
-    }
+    LoraGrads { dx, dw: base.dw, db: base.db, da, dbm }
 }

@@ -96,10 +96,7 @@ mod tests {
     fn tanh_and_erf_are_accurate() {
         let mut x = -6.0f32;
         while x < 6.0 {
-            assert!(
-                (tanh_f32(x) as f64 - (x as f64).tanh()).abs() < 3e-7,
-                "tanh {x}"
-            );
+            assert!((tanh_f32(x) as f64 - (x as f64).tanh()).abs() < 3e-7, "tanh {x}");
             let e = (erf_f32(x) as f64 - libm::erf(x as f64)).abs();
             assert!(e < 3e-7, "erf {x}: {e}");
             x += 0.00731;

@@ -34,14 +34,7 @@ fn view<T: Real>(data: &[T], idx: usize, rows: usize, cols: usize, trans: bool) 
 }
 
 /// `c [batch, m, n]` (accumulated into if `accumulate`).
-pub fn forward_into<T: Real>(
-    c: &mut [T],
-    a: &[T],
-    b: &[T],
-    d: BmmDims,
-    alpha: T,
-    accumulate: bool,
-) {
+pub fn forward_into<T: Real>(c: &mut [T], a: &[T], b: &[T], d: BmmDims, alpha: T, accumulate: bool) {
     let mn = d.m * d.n;
     if d.batch == 1 {
         let av = view(a, 0, d.m, d.k, d.trans_a);
@@ -76,61 +69,17 @@ pub fn backward<T: Real>(
     let da = need_a.then(|| {
         if d.trans_a {
             // stored a is [k, m]: d(a_stored) = (dC·Bᵀ)ᵀ = B·dCᵀ  → [k, m]
-            forward(
-                b,
-                dc,
-                BmmDims {
-                    batch: d.batch,
-                    m: d.k,
-                    k: d.n,
-                    n: d.m,
-                    trans_a: d.trans_b,
-                    trans_b: true,
-                },
-            )
+            forward(b, dc, BmmDims { batch: d.batch, m: d.k, k: d.n, n: d.m, trans_a: d.trans_b, trans_b: true })
         } else {
-            forward(
-                dc,
-                b,
-                BmmDims {
-                    batch: d.batch,
-                    m: d.m,
-                    k: d.n,
-                    n: d.k,
-                    trans_a: false,
-                    trans_b: !d.trans_b,
-                },
-            )
+            forward(dc, b, BmmDims { batch: d.batch, m: d.m, k: d.n, n: d.k, trans_a: false, trans_b: !d.trans_b })
         }
     });
     let db = need_b.then(|| {
         if d.trans_b {
             // stored b is [n, k]: d(b_stored) = (Aᵀ·dC)ᵀ = dCᵀ·A → [n, k]
-            forward(
-                dc,
-                a,
-                BmmDims {
-                    batch: d.batch,
-                    m: d.n,
-                    k: d.m,
-                    n: d.k,
-                    trans_a: true,
-                    trans_b: d.trans_a,
-                },
-            )
+            forward(dc, a, BmmDims { batch: d.batch, m: d.n, k: d.m, n: d.k, trans_a: true, trans_b: d.trans_a })
         } else {
-            forward(
-                a,
-                dc,
-                BmmDims {
-                    batch: d.batch,
-                    m: d.k,
-                    k: d.m,
-                    n: d.n,
-                    trans_a: !d.trans_a,
-                    trans_b: false,
-                },
-            )
+            forward(a, dc, BmmDims { batch: d.batch, m: d.k, k: d.m, n: d.n, trans_a: !d.trans_a, trans_b: false })
         }
     });
     (da, db)

@@ -9,30 +9,20 @@ use crate::dtype::Real;
 const ROW_BLOCK: usize = 32;
 
 /// Forward over `x [rows, dim]`; returns `(y, rstd [rows])`.
-pub fn forward<T: Real>(
-    x: &[T],
-    gamma: &[T],
-    offset: f64,
-    rows: usize,
-    dim: usize,
-    eps: f64,
-) -> (Vec<T>, Vec<T>) {
+pub fn forward<T: Real>(x: &[T], gamma: &[T], offset: f64, rows: usize, dim: usize, eps: f64) -> (Vec<T>, Vec<T>) {
     let mut y = vec![T::ZERO; rows * dim];
     let mut rstd = vec![T::ZERO; rows];
     let inv_d = T::from_f64(1.0 / dim as f64);
     let eps = T::from_f64(eps);
     let off = T::from_f64(offset);
-    y.par_chunks_mut(dim.max(1))
-        .zip(x.par_chunks(dim.max(1)))
-        .zip(rstd.par_iter_mut())
-        .for_each(|((yr, xr), r)| {
-            let ms = reduce::dot(xr, xr) * inv_d;
-            let rs = T::ONE / (ms + eps).sqrt();
-            *r = rs;
-            for i in 0..dim {
-                yr[i] = xr[i] * rs * (gamma[i] + off);
-            }
-        });
+    y.par_chunks_mut(dim.max(1)).zip(x.par_chunks(dim.max(1))).zip(rstd.par_iter_mut()).for_each(|((yr, xr), r)| {
+        let ms = reduce::dot(xr, xr) * inv_d;
+        let rs = T::ONE / (ms + eps).sqrt();
+        *r = rs;
+        for i in 0..dim {
+            yr[i] = xr[i] * rs * (gamma[i] + off);
+        }
+    });
     (y, rstd)
 }
 
@@ -51,19 +41,11 @@ pub fn backward<T: Real>(
 ) -> (Option<Vec<T>>, Option<Vec<T>>) {
     let inv_d = T::from_f64(1.0 / dim as f64);
     let off = T::from_f64(offset);
-    let mut dx = if need_dx {
-        vec![T::ZERO; rows * dim]
-    } else {
-        Vec::new()
-    };
+    let mut dx = if need_dx { vec![T::ZERO; rows * dim] } else { Vec::new() };
     let work = |b: usize, dx_block: Option<&mut [T]>| -> Vec<T> {
         let r0 = b * ROW_BLOCK;
         let r1 = (r0 + ROW_BLOCK).min(rows);
-        let mut dg = if need_dgamma {
-            vec![T::ZERO; dim]
-        } else {
-            Vec::new()
-        };
+        let mut dg = if need_dgamma { vec![T::ZERO; dim] } else { Vec::new() };
         let mut dx_block = dx_block;
         let mut gdy = vec![T::ZERO; dim];
         for r in r0..r1 {
@@ -90,15 +72,9 @@ pub fn backward<T: Real>(
         dg
     };
     let partials: Vec<Vec<T>> = if need_dx {
-        dx.par_chunks_mut(ROW_BLOCK * dim.max(1))
-            .enumerate()
-            .map(|(b, chunk)| work(b, Some(chunk)))
-            .collect()
+        dx.par_chunks_mut(ROW_BLOCK * dim.max(1)).enumerate().map(|(b, chunk)| work(b, Some(chunk))).collect()
     } else {
-        (0..rows.div_ceil(ROW_BLOCK))
-            .into_par_iter()
-            .map(|b| work(b, None))
-            .collect()
+        (0..rows.div_ceil(ROW_BLOCK)).into_par_iter().map(|b| work(b, None)).collect()
     };
     let dgamma = need_dgamma.then(|| {
         let mut acc = vec![T::ZERO; dim];

@@ -23,33 +23,30 @@ pub fn apply<T: Real>(
     let half = rot_dim / 2;
     let mut y = vec![T::ZERO; x.len()];
     let row = heads * head_dim;
-    y.par_chunks_mut(row.max(1))
-        .zip(x.par_chunks(row.max(1)))
-        .enumerate()
-        .for_each(|(t, (yt, xt))| {
-            let c = &cos[t * half..(t + 1) * half];
-            let s = &sin[t * half..(t + 1) * half];
-            for h in 0..heads {
-                let xh = &xt[h * head_dim..(h + 1) * head_dim];
-                let yh = &mut yt[h * head_dim..(h + 1) * head_dim];
-                let (y1, rest) = yh.split_at_mut(half);
-                let (y2, ypass) = rest.split_at_mut(half);
-                let (x1, xrest) = xh.split_at(half);
-                let (x2, xpass) = xrest.split_at(half);
-                if inverse {
-                    for i in 0..half {
-                        y1[i] = x1[i] * c[i] + x2[i] * s[i];
-                        y2[i] = x2[i] * c[i] - x1[i] * s[i];
-                    }
-                } else {
-                    for i in 0..half {
-                        y1[i] = x1[i] * c[i] - x2[i] * s[i];
-                        y2[i] = x2[i] * c[i] + x1[i] * s[i];
-                    }
+    y.par_chunks_mut(row.max(1)).zip(x.par_chunks(row.max(1))).enumerate().for_each(|(t, (yt, xt))| {
+        let c = &cos[t * half..(t + 1) * half];
+        let s = &sin[t * half..(t + 1) * half];
+        for h in 0..heads {
+            let xh = &xt[h * head_dim..(h + 1) * head_dim];
+            let yh = &mut yt[h * head_dim..(h + 1) * head_dim];
+            let (y1, rest) = yh.split_at_mut(half);
+            let (y2, ypass) = rest.split_at_mut(half);
+            let (x1, xrest) = xh.split_at(half);
+            let (x2, xpass) = xrest.split_at(half);
+            if inverse {
+                for i in 0..half {
+                    y1[i] = x1[i] * c[i] + x2[i] * s[i];
+                    y2[i] = x2[i] * c[i] - x1[i] * s[i];
                 }
-                ypass.copy_from_slice(xpass);
+            } else {
+                for i in 0..half {
+                    y1[i] = x1[i] * c[i] - x2[i] * s[i];
+                    y2[i] = x2[i] * c[i] + x1[i] * s[i];
+                }
             }
-        });
+            ypass.copy_from_slice(xpass);
+        }
+    });
     let _ = tokens;
     y
 }

@@ -15,11 +15,7 @@ pub fn strides(shape: &[usize]) -> Vec<usize> {
 }
 
 /// Output dimension `i` is input dimension `perm[i]`.
-pub fn permute<T: Copy + Send + Sync + Default>(
-    x: &[T],
-    shape: &[usize],
-    perm: &[usize],
-) -> Vec<T> {
+pub fn permute<T: Copy + Send + Sync + Default>(x: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
     let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let in_strides = strides(shape);
     let src_strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
@@ -31,25 +27,23 @@ pub fn permute<T: Copy + Send + Sync + Default>(
     let rank = out_shape.len();
     let inner = out_shape[rank - 1];
     let inner_stride = src_strides[rank - 1];
-    y.par_chunks_mut(inner.max(1))
-        .enumerate()
-        .for_each(|(row, out)| {
-            // Decompose the row index over the leading output dimensions.
-            let mut rem = row;
-            let mut base = 0;
-            for d in (0..rank - 1).rev() {
-                let idx = rem % out_shape[d];
-                rem /= out_shape[d];
-                base += idx * src_strides[d];
+    y.par_chunks_mut(inner.max(1)).enumerate().for_each(|(row, out)| {
+        // Decompose the row index over the leading output dimensions.
+        let mut rem = row;
+        let mut base = 0;
+        for d in (0..rank - 1).rev() {
+            let idx = rem % out_shape[d];
+            rem /= out_shape[d];
+            base += idx * src_strides[d];
+        }
+        if inner_stride == 1 {
+            out.copy_from_slice(&x[base..base + inner]);
+        } else {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = x[base + j * inner_stride];
             }
-            if inner_stride == 1 {
-                out.copy_from_slice(&x[base..base + inner]);
-            } else {
-                for (j, o) in out.iter_mut().enumerate() {
-                    *o = x[base + j * inner_stride];
-                }
-            }
-        });
+        }
+    });
     y
 }
 
@@ -77,12 +71,10 @@ pub fn narrow<T: Copy + Send + Sync + Default>(
     if y.is_empty() {
         return y;
     }
-    y.par_chunks_mut(len * inner)
-        .enumerate()
-        .for_each(|(o, out)| {
-            let src = &x[(o * full + start) * inner..(o * full + start + len) * inner];
-            out.copy_from_slice(src);
-        });
+    y.par_chunks_mut(len * inner).enumerate().for_each(|(o, out)| {
+        let src = &x[(o * full + start) * inner..(o * full + start + len) * inner];
+        out.copy_from_slice(src);
+    });
     y
 }
 
@@ -101,12 +93,9 @@ pub fn narrow_backward<T: Copy + Send + Sync + Default>(
     if dx.is_empty() {
         return dx;
     }
-    dx.par_chunks_mut(full * inner)
-        .enumerate()
-        .for_each(|(o, out)| {
-            out[start * inner..(start + len) * inner]
-                .copy_from_slice(&dy[o * len * inner..(o + 1) * len * inner]);
-        });
+    dx.par_chunks_mut(full * inner).enumerate().for_each(|(o, out)| {
+        out[start * inner..(start + len) * inner].copy_from_slice(&dy[o * len * inner..(o + 1) * len * inner]);
+    });
     let _ = outer;
     dx
 }
@@ -121,15 +110,13 @@ pub fn concat<T: Copy + Send + Sync + Default>(parts: &[(&[T], &[usize])], dim: 
     if y.is_empty() {
         return y;
     }
-    y.par_chunks_mut(total * inner)
-        .enumerate()
-        .for_each(|(o, out)| {
-            let mut at = 0;
-            for (data, s) in parts {
-                let l = s[dim] * inner;
-                out[at..at + l].copy_from_slice(&data[o * l..(o + 1) * l]);
-                at += l;
-            }
-        });
+    y.par_chunks_mut(total * inner).enumerate().for_each(|(o, out)| {
+        let mut at = 0;
+        for (data, s) in parts {
+            let l = s[dim] * inner;
+            out[at..at + l].copy_from_slice(&data[o * l..(o + 1) * l]);
+            at += l;
+        }
+    });
     y
 }

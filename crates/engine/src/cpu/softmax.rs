@@ -24,14 +24,14 @@ pub fn softmax<T: Real>(x: &[T], cols: usize) -> Vec<T> {
 /// softmax backward from its output: dx = y ⊙ (dy − Σ dy·y).
 pub fn softmax_backward<T: Real>(dy: &[T], y: &[T], cols: usize) -> Vec<T> {
     let mut dx = vec![T::ZERO; y.len()];
-    dx.par_chunks_mut(cols.max(1))
-        .zip(dy.par_chunks(cols.max(1)).zip(y.par_chunks(cols.max(1))))
-        .for_each(|(o, (g, yr))| {
+    dx.par_chunks_mut(cols.max(1)).zip(dy.par_chunks(cols.max(1)).zip(y.par_chunks(cols.max(1)))).for_each(
+        |(o, (g, yr))| {
             let s = reduce::dot(g, yr);
             for i in 0..o.len() {
                 o[i] = yr[i] * (g[i] - s);
             }
-        });
+        },
+    );
     dx
 }
 
@@ -53,14 +53,14 @@ pub fn log_softmax<T: Real>(x: &[T], cols: usize) -> Vec<T> {
 /// log-softmax backward from its output: dx = dy − softmax·Σ dy.
 pub fn log_softmax_backward<T: Real>(dy: &[T], y: &[T], cols: usize) -> Vec<T> {
     let mut dx = vec![T::ZERO; y.len()];
-    dx.par_chunks_mut(cols.max(1))
-        .zip(dy.par_chunks(cols.max(1)).zip(y.par_chunks(cols.max(1))))
-        .for_each(|(o, (g, yr))| {
+    dx.par_chunks_mut(cols.max(1)).zip(dy.par_chunks(cols.max(1)).zip(y.par_chunks(cols.max(1)))).for_each(
+        |(o, (g, yr))| {
             let s = reduce::sum(g);
             for i in 0..o.len() {
                 o[i] = g[i] - yr[i].fast_exp() * s;
             }
-        });
+        },
+    );
     dx
 }
 
@@ -70,33 +70,21 @@ pub fn l2_normalize<T: Real>(x: &[T], cols: usize, eps: f64) -> (Vec<T>, Vec<T>)
     let mut y = vec![T::ZERO; x.len()];
     let mut norms = vec![T::ZERO; rows];
     let eps = T::from_f64(eps);
-    y.par_chunks_mut(cols.max(1))
-        .zip(x.par_chunks(cols.max(1)).zip(norms.par_iter_mut()))
-        .for_each(|(o, (xr, n))| {
-            let norm = reduce::dot(xr, xr).sqrt().max(eps);
-            *n = norm;
-            let inv = T::ONE / norm;
-            o.iter_mut().zip(xr).for_each(|(a, &b)| *a = b * inv);
-        });
+    y.par_chunks_mut(cols.max(1)).zip(x.par_chunks(cols.max(1)).zip(norms.par_iter_mut())).for_each(|(o, (xr, n))| {
+        let norm = reduce::dot(xr, xr).sqrt().max(eps);
+        *n = norm;
+        let inv = T::ONE / norm;
+        o.iter_mut().zip(xr).for_each(|(a, &b)| *a = b * inv);
+    });
     (y, norms)
 }
 
 /// Backward of [`l2_normalize`]: dx = (dy − y·(dy·y))/n where the norm exceeded eps, else dy/eps.
-pub fn l2_normalize_backward<T: Real>(
-    dy: &[T],
-    y: &[T],
-    norms: &[T],
-    cols: usize,
-    eps: f64,
-) -> Vec<T> {
+pub fn l2_normalize_backward<T: Real>(dy: &[T], y: &[T], norms: &[T], cols: usize, eps: f64) -> Vec<T> {
     let mut dx = vec![T::ZERO; y.len()];
     let eps = T::from_f64(eps);
     dx.par_chunks_mut(cols.max(1))
-        .zip(
-            dy.par_chunks(cols.max(1))
-                .zip(y.par_chunks(cols.max(1)))
-                .zip(norms.par_iter()),
-        )
+        .zip(dy.par_chunks(cols.max(1)).zip(y.par_chunks(cols.max(1))).zip(norms.par_iter()))
         .for_each(|(o, ((g, yr), &n))| {
             let inv = T::ONE / n;
             if n > eps {

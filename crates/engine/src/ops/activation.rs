@@ -20,12 +20,7 @@ impl<'m> Graph<'m> {
     pub fn activation(&self, x: &Var, act: Activation) -> Result<Var> {
         let be = float_backend("activation", &[x])?;
         let y = be.activation_fwd(act, x.value())?;
-        Ok(self.record(y, &[Some(x)], || {
-            Box::new(ActivationBackward {
-                act,
-                x: x.value().clone(),
-            })
-        }))
+        Ok(self.record(y, &[Some(x)], || Box::new(ActivationBackward { act, x: x.value().clone() })))
     }
 
     /// GELU, exact (erf) form.
@@ -53,19 +48,11 @@ impl<'m> Graph<'m> {
         const OP: &str = "swiglu";
         let be = float_backend(OP, &[gate, up])?;
         if gate.shape() != up.shape() {
-            return Err(EngineError::shape(
-                OP,
-                gate.shape(),
-                up.shape(),
-                "gate and up must have the same shape",
-            ));
+            return Err(EngineError::shape(OP, gate.shape(), up.shape(), "gate and up must have the same shape"));
         }
         let y = be.swiglu_fwd(gate.value(), up.value())?;
         Ok(self.record(y, &[Some(gate), Some(up)], || {
-            Box::new(SwigluBackward {
-                gate: gate.value().clone(),
-                up: up.value().clone(),
-            })
+            Box::new(SwigluBackward { gate: gate.value().clone(), up: up.value().clone() })
         }))
     }
 }

@@ -29,12 +29,7 @@ impl<'m> Graph<'m> {
         let be = float_backend(name, &[a, b])?;
         let (as_, bs) = (a.shape(), b.shape());
         if bs.len() > as_.len() || as_[as_.len() - bs.len()..] != *bs {
-            return Err(EngineError::shape(
-                name,
-                as_,
-                bs,
-                "b's shape must equal a's or a suffix of it",
-            ));
+            return Err(EngineError::shape(name, as_, bs, "b's shape must equal a's or a suffix of it"));
         }
         let y = be.binary(op, a.value(), b.value())?;
         Ok(self.record(y, &[Some(a), Some(b)], || {
@@ -85,12 +80,7 @@ impl<'m> Graph<'m> {
         let be = float_backend(name, &[x])?;
         let s = be.sum_all(x.value())? * factor;
         let y = Tensor::full(&[], s, x.value().dtype(), x.value().device())?;
-        Ok(self.record(y, &[Some(x)], || {
-            Box::new(SumBackward {
-                shape: x.shape().to_vec(),
-                factor,
-            })
-        }))
+        Ok(self.record(y, &[Some(x)], || Box::new(SumBackward { shape: x.shape().to_vec(), factor })))
     }
 
     /// Mean squared error between two tensors of one shape (a scalar).
@@ -131,14 +121,10 @@ impl BackwardOp for BinaryBackward {
             }
         };
         let (da, db) = match self.op {
-            BinaryOp::Add => (
-                needs[0].then(|| dy.clone()),
-                needs[1].then(|| reduce(dy.clone())).transpose()?,
-            ),
-            BinaryOp::Sub => (
-                needs[0].then(|| dy.clone()),
-                needs[1].then(|| reduce(be.scale(&dy, -1.0)?)).transpose()?,
-            ),
+            BinaryOp::Add => (needs[0].then(|| dy.clone()), needs[1].then(|| reduce(dy.clone())).transpose()?),
+            BinaryOp::Sub => {
+                (needs[0].then(|| dy.clone()), needs[1].then(|| reduce(be.scale(&dy, -1.0)?)).transpose()?)
+            }
             BinaryOp::Mul => {
                 let da = match (&self.b, needs[0]) {
                     (Some(b), true) => Some(be.binary(BinaryOp::Mul, &dy, b)?),
@@ -185,11 +171,6 @@ impl BackwardOp for SumBackward {
     ) -> Result<Vec<Option<Tensor>>> {
         let dy = single("sum", grads)?;
         let g = dy.scalar_value()? * self.factor;
-        Ok(vec![Some(Tensor::full(
-            &self.shape,
-            g,
-            dy.dtype(),
-            dy.device(),
-        )?)])
+        Ok(vec![Some(Tensor::full(&self.shape, g, dy.dtype(), dy.device())?)])
     }
 }

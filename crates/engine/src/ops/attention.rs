@@ -36,45 +36,20 @@ impl<'m> Graph<'m> {
         let be = float_backend(OP, &[q, k, v])?;
         let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
         if qs.len() != 4 || ks.len() != 4 || ks != vs {
-            return Err(EngineError::shape(
-                OP,
-                qs,
-                ks,
-                "q must be [B, T, H, D] and k, v the same [B, S, Hkv, D]",
-            ));
+            return Err(EngineError::shape(OP, qs, ks, "q must be [B, T, H, D] and k, v the same [B, S, Hkv, D]"));
         }
         if qs[0] != ks[0] || qs[3] != ks[3] {
-            return Err(EngineError::shape(
-                OP,
-                qs,
-                ks,
-                "batch and head_dim of q and k must match",
-            ));
+            return Err(EngineError::shape(OP, qs, ks, "batch and head_dim of q and k must match"));
         }
         if ks[2] == 0 || qs[2] % ks[2] != 0 {
-            return Err(EngineError::shape(
-                OP,
-                qs,
-                ks,
-                "query heads must be a multiple of key/value heads",
-            ));
+            return Err(EngineError::shape(OP, qs, ks, "query heads must be a multiple of key/value heads"));
         }
         if spec.causal && qs[1] > ks[1] {
-            return Err(EngineError::shape(
-                OP,
-                qs,
-                ks,
-                "causal attention needs at least as many keys as queries",
-            ));
+            return Err(EngineError::shape(OP, qs, ks, "causal attention needs at least as many keys as queries"));
         }
         if let Some(m) = key_mask {
             if m.shape() != [ks[0], ks[1]] {
-                return Err(EngineError::shape(
-                    OP,
-                    m.shape(),
-                    &[ks[0], ks[1]],
-                    "key_mask must be [B, S]",
-                ));
+                return Err(EngineError::shape(OP, m.shape(), &[ks[0], ks[1]], "key_mask must be [B, S]"));
             }
         }
         if let Some(s) = segments {
@@ -88,24 +63,10 @@ impl<'m> Graph<'m> {
             }
         }
         if !(0.0..1.0).contains(&spec.dropout) {
-            return Err(EngineError::invalid(
-                OP,
-                format!("dropout {} must be in [0, 1)", spec.dropout),
-            ));
+            return Err(EngineError::invalid(OP, format!("dropout {} must be in [0, 1)", spec.dropout)));
         }
-        let spec = AttentionSpec {
-            dropout: if self.is_training() {
-                spec.dropout
-            } else {
-                0.0
-            },
-            ..spec
-        };
-        let seed = if spec.dropout > 0.0 {
-            self.next_seed()
-        } else {
-            0
-        };
+        let spec = AttentionSpec { dropout: if self.is_training() { spec.dropout } else { 0.0 }, ..spec };
+        let seed = if spec.dropout > 0.0 { self.next_seed() } else { 0 };
         let masks = AttentionMasks { key_mask, segments };
         let (o, lse) = be.attention_fwd(q.value(), k.value(), v.value(), masks, spec, seed)?;
         Ok(self.record(o.clone(), &[Some(q), Some(k), Some(v)], || {
@@ -137,17 +98,9 @@ impl BackwardOp for AttentionBackward {
     ) -> Result<Vec<Option<Tensor>>> {
         let dout = single("attention", grads)?;
         let be = crate::backend::common("attention_backward", &[&dout, &self.q])?;
-        let masks = AttentionMasks {
-            key_mask: self.key_mask.as_ref(),
-            segments: self.segments.as_ref(),
-        };
-        let [dq, dk, dv] = be.attention_bwd(
-            &dout, &self.q, &self.k, &self.v, &self.o, &self.lse, masks, self.spec, self.seed,
-        )?;
-        Ok(vec![
-            dq.filter(|_| needs[0]),
-            dk.filter(|_| needs[1]),
-            dv.filter(|_| needs[2]),
-        ])
+        let masks = AttentionMasks { key_mask: self.key_mask.as_ref(), segments: self.segments.as_ref() };
+        let [dq, dk, dv] =
+            be.attention_bwd(&dout, &self.q, &self.k, &self.v, &self.o, &self.lse, masks, self.spec, self.seed)?;
+        Ok(vec![dq.filter(|_| needs[0]), dk.filter(|_| needs[1]), dv.filter(|_| needs[2])])
     }
 }

@@ -35,46 +35,21 @@ struct LogprobBackward {
     h_shape: Vec<usize>,
 }
 
-fn check_head(
-    op: &'static str,
-    h: &Var,
-    w: &Var,
-    b: Option<&Var>,
-    labels: &Tensor,
-) -> Result<(usize, usize)> {
+fn check_head(op: &'static str, h: &Var, w: &Var, b: Option<&Var>, labels: &Tensor) -> Result<(usize, usize)> {
     let (hs, ws) = (h.shape(), w.shape());
     if ws.len() != 2 || hs.is_empty() || hs[hs.len() - 1] != ws[1] {
-        return Err(EngineError::shape(
-            op,
-            hs,
-            ws,
-            "h's last dimension must equal W's second (W is [vocab, d])",
-        ));
+        return Err(EngineError::shape(op, hs, ws, "h's last dimension must equal W's second (W is [vocab, d])"));
     }
     let n: usize = hs[..hs.len() - 1].iter().product();
     if labels.numel() != n {
-        return Err(EngineError::shape(
-            op,
-            labels.shape(),
-            &hs[..hs.len() - 1],
-            "one label per row of h",
-        ));
+        return Err(EngineError::shape(op, labels.shape(), &hs[..hs.len() - 1], "one label per row of h"));
     }
     if !matches!(labels.dtype(), DType::I64 | DType::U32) {
-        return Err(EngineError::DType {
-            op,
-            got: labels.dtype(),
-            expected: "i64 labels".into(),
-        });
+        return Err(EngineError::DType { op, got: labels.dtype(), expected: "i64 labels".into() });
     }
     if let Some(b) = b {
         if b.shape() != [ws[0]] {
-            return Err(EngineError::shape(
-                op,
-                b.shape(),
-                &[ws[0]],
-                "bias must be [vocab]",
-            ));
+            return Err(EngineError::shape(op, b.shape(), &[ws[0]], "bias must be [vocab]"));
         }
     }
     Ok((n, ws[1]))
@@ -100,12 +75,7 @@ impl<'m> Graph<'m> {
         let (n, d) = check_head(OP, h, w, b, labels)?;
         if let Some(wt) = weights {
             if wt.numel() != n {
-                return Err(EngineError::shape(
-                    OP,
-                    wt.shape(),
-                    &[n],
-                    "one weight per token",
-                ));
+                return Err(EngineError::shape(OP, wt.shape(), &[n], "one weight per token"));
             }
         }
         if !(0.0..1.0).contains(&spec.label_smoothing) {
@@ -114,55 +84,26 @@ impl<'m> Graph<'m> {
                 format!("label_smoothing {} must be in [0, 1)", spec.label_smoothing),
             ));
         }
-        let needs = [
-            self.needs_grad(&[Some(h)]),
-            self.needs_grad(&[Some(w)]),
-            self.needs_grad(&[b]),
-        ];
+        let needs = [self.needs_grad(&[Some(h)]), self.needs_grad(&[Some(w)]), self.needs_grad(&[b])];
         let h2 = h.value().reshape(&[n, d])?;
-        let out = be.linear_cross_entropy_fwd(
-            &h2,
-            w.value(),
-            b.map(Var::value),
-            labels,
-            weights,
-            spec,
-            needs,
-        )?;
+        let out = be.linear_cross_entropy_fwd(&h2, w.value(), b.map(Var::value), labels, weights, spec, needs)?;
         let loss_t = Tensor::full(&[], out.loss, h.value().dtype(), h.value().device())?;
         let [dh, dw, db] = out.grads;
         let dh = dh.map(|g| g.reshape(h.shape())).transpose()?;
-        let loss = self.record(loss_t, &[Some(h), Some(w), b], || {
-            Box::new(LinearCeBackward {
-                grads: [dh, dw, db],
-            })
-        });
-        Ok(LossOutput {
-            loss,
-            token_logprobs: out.token_logprobs,
-            counted: out.counted,
-            normalizer: out.normalizer,
-        })
+        let loss = self.record(loss_t, &[Some(h), Some(w), b], || Box::new(LinearCeBackward { grads: [dh, dw, db] }));
+        Ok(LossOutput { loss, token_logprobs: out.token_logprobs, counted: out.counted, normalizer: out.normalizer })
     }
 
     /// Differentiable log p(label) per token, `[...]` matching h's leading dims (0 where the
     /// label is `ignore_index`). Logits are recomputed chunk by chunk in the backward.
-    pub fn token_logprobs(
-        &self,
-        h: &Var,
-        w: &Var,
-        b: Option<&Var>,
-        labels: &Tensor,
-        ignore_index: i64,
-    ) -> Result<Var> {
+    pub fn token_logprobs(&self, h: &Var, w: &Var, b: Option<&Var>, labels: &Tensor, ignore_index: i64) -> Result<Var> {
         const OP: &str = "token_logprobs";
         let mut vars = vec![h, w];
         vars.extend(b);
         let be = float_backend(OP, &vars)?;
         let (n, d) = check_head(OP, h, w, b, labels)?;
         let h2 = h.value().reshape(&[n, d])?;
-        let (lp, lse) =
-            be.linear_logprobs_fwd(&h2, w.value(), b.map(Var::value), labels, ignore_index)?;
+        let (lp, lse) = be.linear_logprobs_fwd(&h2, w.value(), b.map(Var::value), labels, ignore_index)?;
         let lead = &h.shape()[..h.shape().len() - 1];
         let lp = lp.reshape(lead)?;
         Ok(self.record(lp, &[Some(h), Some(w), b], || {
@@ -194,11 +135,9 @@ impl BackwardOp for LinearCeBackward {
         let mut out = Vec::with_capacity(3);
         for (g, need) in self.grads.into_iter().zip(needs) {
             out.push(match g {
-                Some(g) if *need => Some(if up == 1.0 {
-                    g
-                } else {
-                    crate::backend::for_device(g.device())?.scale(&g, up)?
-                }),
+                Some(g) if *need => {
+                    Some(if up == 1.0 { g } else { crate::backend::for_device(g.device())?.scale(&g, up)? })
+                }
                 _ => None,
             });
         }
@@ -230,10 +169,6 @@ impl BackwardOp for LogprobBackward {
             self.ignore_index,
             [needs[0], needs[1], needs[2]],
         )?;
-        Ok(vec![
-            dh.map(|g| g.reshape(&self.h_shape)).transpose()?,
-            dw,
-            db,
-        ])
+        Ok(vec![dh.map(|g| g.reshape(&self.h_shape)).transpose()?, dw, db])
     }
 }

@@ -16,10 +16,7 @@ impl<'m> Graph<'m> {
     pub fn dropout(&self, x: &Var, p: f32) -> Result<Var> {
         const OP: &str = "dropout";
         if !(0.0..1.0).contains(&p) {
-            return Err(EngineError::invalid(
-                OP,
-                format!("p = {p} must be in [0, 1)"),
-            ));
+            return Err(EngineError::invalid(OP, format!("p = {p} must be in [0, 1)")));
         }
         if !self.is_training() || p == 0.0 {
             return Ok(x.clone());

@@ -18,19 +18,10 @@ impl<'m> Graph<'m> {
         let be = float_backend(OP, &[table])?;
         expect_rank(OP, "table", table.value(), 2)?;
         if !matches!(ids.dtype(), DType::I64 | DType::U32) {
-            return Err(EngineError::DType {
-                op: OP,
-                got: ids.dtype(),
-                expected: "i64 or u32 ids".into(),
-            });
+            return Err(EngineError::DType { op: OP, got: ids.dtype(), expected: "i64 or u32 ids".into() });
         }
         let y = be.embedding_fwd(ids, table.value())?;
-        Ok(self.record(y, &[Some(table)], || {
-            Box::new(EmbeddingBackward {
-                ids: ids.clone(),
-                vocab: table.shape()[0],
-            })
-        }))
+        Ok(self.record(y, &[Some(table)], || Box::new(EmbeddingBackward { ids: ids.clone(), vocab: table.shape()[0] })))
     }
 }
 

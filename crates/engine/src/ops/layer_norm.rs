@@ -14,41 +14,21 @@ struct LayerNormBackward {
 
 impl<'m> Graph<'m> {
     /// (x − mean)/√(var + eps)·γ + β over the last dimension; γ, β are `[d]`.
-    pub fn layer_norm(
-        &self,
-        x: &Var,
-        gamma: Option<&Var>,
-        beta: Option<&Var>,
-        eps: f64,
-    ) -> Result<Var> {
+    pub fn layer_norm(&self, x: &Var, gamma: Option<&Var>, beta: Option<&Var>, eps: f64) -> Result<Var> {
         const OP: &str = "layer_norm";
         let mut vars = vec![x];
         vars.extend(gamma);
         vars.extend(beta);
         let be = float_backend(OP, &vars)?;
-        let d = *x
-            .shape()
-            .last()
-            .ok_or_else(|| EngineError::shape(OP, x.shape(), &[], "x must have rank ≥ 1"))?;
+        let d = *x.shape().last().ok_or_else(|| EngineError::shape(OP, x.shape(), &[], "x must have rank ≥ 1"))?;
         for p in gamma.iter().chain(beta.iter()) {
             if p.shape() != [d] {
-                return Err(EngineError::shape(
-                    OP,
-                    p.shape(),
-                    &[d],
-                    "γ and β must be [last dim of x]",
-                ));
+                return Err(EngineError::shape(OP, p.shape(), &[d], "γ and β must be [last dim of x]"));
             }
         }
-        let (y, mean, rstd) =
-            be.layer_norm_fwd(x.value(), gamma.map(Var::value), beta.map(Var::value), eps)?;
+        let (y, mean, rstd) = be.layer_norm_fwd(x.value(), gamma.map(Var::value), beta.map(Var::value), eps)?;
         Ok(self.record(y, &[Some(x), gamma, beta], || {
-            Box::new(LayerNormBackward {
-                x: x.value().clone(),
-                gamma: gamma.map(|g| g.value().clone()),
-                mean,
-                rstd,
-            })
+            Box::new(LayerNormBackward { x: x.value().clone(), gamma: gamma.map(|g| g.value().clone()), mean, rstd })
         }))
     }
 }

@@ -22,21 +22,11 @@ impl<'m> Graph<'m> {
         let be = float_backend(OP, &vars)?;
         let (ws, xs) = (w.shape(), x.shape());
         if ws.len() != 2 || xs.is_empty() || xs[xs.len() - 1] != ws[1] {
-            return Err(EngineError::shape(
-                OP,
-                xs,
-                ws,
-                "x's last dimension must equal W's second (W is [out, in])",
-            ));
+            return Err(EngineError::shape(OP, xs, ws, "x's last dimension must equal W's second (W is [out, in])"));
         }
         if let Some(b) = b {
             if b.shape() != [ws[0]] {
-                return Err(EngineError::shape(
-                    OP,
-                    b.shape(),
-                    &[ws[0]],
-                    "bias must be [out]",
-                ));
+                return Err(EngineError::shape(OP, b.shape(), &[ws[0]], "bias must be [out]"));
             }
         }
         let (mut lead, n, inp) = split_last(xs);
@@ -72,13 +62,8 @@ impl BackwardOp for LinearBackward {
         let n = dy.numel() / out.max(1);
         let dy2 = dy.reshape(&[n, out])?;
         let be = crate::backend::common("linear_backward", &[&dy2])?;
-        let [dx, dw, db] = be.linear_bwd(
-            &dy2,
-            self.x.as_ref(),
-            self.w.as_ref(),
-            inp,
-            [needs[0], needs[1], needs[2]],
-        )?;
+        let [dx, dw, db] =
+            be.linear_bwd(&dy2, self.x.as_ref(), self.w.as_ref(), inp, [needs[0], needs[1], needs[2]])?;
         let dx = dx.map(|g| g.reshape(&self.x_shape)).transpose()?;
         Ok(vec![dx, dw, db])
     }

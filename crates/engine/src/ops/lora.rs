@@ -21,95 +21,48 @@ struct LoraBackward {
 impl<'m> Graph<'m> {
     /// LoRA-adapted linear layer. W `[out, in]`, b `[out]`, A `[r, in]`, B `[out, r]`.
     /// Dropout on the low-rank path is applied only when the graph is in training mode.
-    pub fn lora_linear(
-        &self,
-        x: &Var,
-        w: &Var,
-        b: Option<&Var>,
-        a: &Var,
-        bm: &Var,
-        spec: LoraSpec,
-    ) -> Result<Var> {
+    pub fn lora_linear(&self, x: &Var, w: &Var, b: Option<&Var>, a: &Var, bm: &Var, spec: LoraSpec) -> Result<Var> {
         const OP: &str = "lora_linear";
         let mut vars = vec![x, w, a, bm];
         vars.extend(b);
         let be = float_backend(OP, &vars)?;
         let (xs, ws, as_, bs) = (x.shape(), w.shape(), a.shape(), bm.shape());
         if ws.len() != 2 || xs.is_empty() || xs[xs.len() - 1] != ws[1] {
-            return Err(EngineError::shape(
-                OP,
-                xs,
-                ws,
-                "x's last dimension must equal W's second (W is [out, in])",
-            ));
+            return Err(EngineError::shape(OP, xs, ws, "x's last dimension must equal W's second (W is [out, in])"));
         }
         if as_.len() != 2 || as_[1] != ws[1] {
             return Err(EngineError::shape(OP, as_, ws, "A must be [r, in]"));
         }
         if bs.len() != 2 || bs[0] != ws[0] || bs[1] != as_[0] {
-            return Err(EngineError::shape(
-                OP,
-                bs,
-                as_,
-                "B must be [out, r] with r = A's rows",
-            ));
+            return Err(EngineError::shape(OP, bs, as_, "B must be [out, r] with r = A's rows"));
         }
         if let Some(b) = b {
             if b.shape() != [ws[0]] {
-                return Err(EngineError::shape(
-                    OP,
-                    b.shape(),
-                    &[ws[0]],
-                    "bias must be [out]",
-                ));
+                return Err(EngineError::shape(OP, b.shape(), &[ws[0]], "bias must be [out]"));
             }
         }
         if !(0.0..1.0).contains(&spec.dropout) {
-            return Err(EngineError::invalid(
-                OP,
-                format!("dropout {} must be in [0, 1)", spec.dropout),
-            ));
+            return Err(EngineError::invalid(OP, format!("dropout {} must be in [0, 1)", spec.dropout)));
         }
-        let spec = LoraSpec {
-            dropout: if self.is_training() {
-                spec.dropout
-            } else {
-                0.0
-            },
-            ..spec
-        };
-        let seed = if spec.dropout > 0.0 {
-            self.next_seed()
-        } else {
-            0
-        };
+        let spec = LoraSpec { dropout: if self.is_training() { spec.dropout } else { 0.0 }, ..spec };
+        let seed = if spec.dropout > 0.0 { self.next_seed() } else { 0 };
         let (mut lead, n, inp) = split_last(xs);
         let x2 = x.value().reshape(&[n, inp])?;
-        let (y, xa) = be.lora_fwd(
-            &x2,
-            w.value(),
-            b.map(Var::value),
-            a.value(),
-            bm.value(),
-            spec,
-            seed,
-        )?;
+        let (y, xa) = be.lora_fwd(&x2, w.value(), b.map(Var::value), a.value(), bm.value(), spec, seed)?;
         lead.push(ws[0]);
         let y = y.reshape(&lead)?;
-        Ok(
-            self.record(y, &[Some(x), Some(w), b, Some(a), Some(bm)], || {
-                Box::new(LoraBackward {
-                    x: x2.clone(),
-                    w: w.value().clone(),
-                    a: a.value().clone(),
-                    bm: bm.value().clone(),
-                    xa,
-                    spec,
-                    seed,
-                    x_shape: xs.to_vec(),
-                })
-            }),
-        )
+        Ok(self.record(y, &[Some(x), Some(w), b, Some(a), Some(bm)], || {
+            Box::new(LoraBackward {
+                x: x2.clone(),
+                w: w.value().clone(),
+                a: a.value().clone(),
+                bm: bm.value().clone(),
+                xa,
+                spec,
+                seed,
+                x_shape: xs.to_vec(),
+            })
+        }))
     }
 }
 

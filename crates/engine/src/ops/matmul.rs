@@ -22,35 +22,18 @@ impl<'m> Graph<'m> {
         let be = float_backend(OP, &[a, b])?;
         let (as_, bs) = (a.shape(), b.shape());
         if as_.len() < 2 || bs.len() < 2 || as_[..as_.len() - 2] != bs[..bs.len() - 2] {
-            return Err(EngineError::shape(
-                OP,
-                as_,
-                bs,
-                "operands need rank ≥ 2 and equal leading dimensions",
-            ));
+            return Err(EngineError::shape(OP, as_, bs, "operands need rank ≥ 2 and equal leading dimensions"));
         }
         let (ar, ac) = (as_[as_.len() - 2], as_[as_.len() - 1]);
         let (br, bc) = (bs[bs.len() - 2], bs[bs.len() - 1]);
         let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
         let (k2, n) = if trans_b { (bc, br) } else { (br, bc) };
         if k != k2 {
-            return Err(EngineError::shape(
-                OP,
-                as_,
-                bs,
-                format!("inner dimensions differ ({k} vs {k2})"),
-            ));
+            return Err(EngineError::shape(OP, as_, bs, format!("inner dimensions differ ({k} vs {k2})")));
         }
         let lead = &as_[..as_.len() - 2];
         let batch: usize = lead.iter().product();
-        let dims = BmmDims {
-            batch,
-            m,
-            k,
-            n,
-            trans_a,
-            trans_b,
-        };
+        let dims = BmmDims { batch, m, k, n, trans_a, trans_b };
         let c = be.bmm_fwd(a.value(), b.value(), dims)?;
         let mut out_shape = lead.to_vec();
         out_shape.extend([m, n]);
@@ -81,9 +64,6 @@ impl BackwardOp for MatmulBackward {
         let dc = single("matmul", grads)?;
         let be = crate::backend::common("matmul_backward", &[&dc])?;
         let [da, db] = be.bmm_bwd(&dc, &self.a, &self.b, self.dims, [needs[0], needs[1]])?;
-        Ok(vec![
-            da.map(|g| g.reshape(&self.a_shape)).transpose()?,
-            db.map(|g| g.reshape(&self.b_shape)).transpose()?,
-        ])
+        Ok(vec![da.map(|g| g.reshape(&self.a_shape)).transpose()?, db.map(|g| g.reshape(&self.b_shape)).transpose()?])
     }
 }

@@ -41,11 +41,7 @@ pub(crate) fn float_backend_t(op: &'static str, tensors: &[&Tensor]) -> Result<A
     first.expect_float(op)?;
     for t in &tensors[1..] {
         if t.dtype() != first.dtype() {
-            return Err(EngineError::DType {
-                op,
-                got: t.dtype(),
-                expected: first.dtype().name().to_string(),
-            });
+            return Err(EngineError::DType { op, got: t.dtype(), expected: first.dtype().name().to_string() });
         }
     }
     backend::common(op, tensors)
@@ -53,20 +49,17 @@ pub(crate) fn float_backend_t(op: &'static str, tensors: &[&Tensor]) -> Result<A
 
 /// The single output gradient of a one-output op.
 pub(crate) fn single(op: &'static str, grads: Vec<Option<Tensor>>) -> Result<Tensor> {
-    grads.into_iter().next().flatten().ok_or_else(|| {
-        EngineError::Autograd(format!("{op}: backward called without an output gradient"))
-    })
+    grads
+        .into_iter()
+        .next()
+        .flatten()
+        .ok_or_else(|| EngineError::Autograd(format!("{op}: backward called without an output gradient")))
 }
 
 /// Checks a tensor's rank, naming the op and the operand.
 pub(crate) fn expect_rank(op: &'static str, what: &str, t: &Tensor, rank: usize) -> Result<()> {
     if t.rank() != rank {
-        return Err(EngineError::shape(
-            op,
-            t.shape(),
-            &[],
-            format!("{what} must have rank {rank}"),
-        ));
+        return Err(EngineError::shape(op, t.shape(), &[], format!("{what} must have rank {rank}")));
     }
     Ok(())
 }

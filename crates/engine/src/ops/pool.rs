@@ -18,33 +18,17 @@ impl<'m> Graph<'m> {
         let be = float_backend(OP, &[x])?;
         let s = x.shape();
         if s.len() != 3 || mask.shape() != [s[0], s[1]] {
-            return Err(EngineError::shape(
-                OP,
-                s,
-                mask.shape(),
-                "x must be [B, T, D] and mask [B, T]",
-            ));
+            return Err(EngineError::shape(OP, s, mask.shape(), "x must be [B, T, D] and mask [B, T]"));
         }
         let (y, counts) = be.mean_pool_fwd(x.value(), mask)?;
-        Ok(self.record(y, &[Some(x)], || {
-            Box::new(MeanPoolBackward {
-                mask: mask.clone(),
-                counts,
-                t: s[1],
-            })
-        }))
+        Ok(self.record(y, &[Some(x)], || Box::new(MeanPoolBackward { mask: mask.clone(), counts, t: s[1] })))
     }
 
     /// The first position of `x [B, T, D]` → `[B, D]`.
     pub fn cls_pool(&self, x: &Var) -> Result<Var> {
         let s = x.shape().to_vec();
         if s.len() != 3 || s[1] == 0 {
-            return Err(EngineError::shape(
-                "cls_pool",
-                &s,
-                &[],
-                "x must be [B, T ≥ 1, D]",
-            ));
+            return Err(EngineError::shape("cls_pool", &s, &[], "x must be [B, T ≥ 1, D]"));
         }
         let first = self.narrow(x, 1, 0, 1)?;
         self.reshape(&first, &[s[0], s[2]])
@@ -64,11 +48,6 @@ impl BackwardOp for MeanPoolBackward {
     ) -> Result<Vec<Option<Tensor>>> {
         let dy = single("mean_pool", grads)?;
         let be = crate::backend::common("mean_pool_backward", &[&dy])?;
-        Ok(vec![Some(be.mean_pool_bwd(
-            &dy,
-            &self.mask,
-            &self.counts,
-            self.t,
-        )?)])
+        Ok(vec![Some(be.mean_pool_bwd(&dy, &self.mask, &self.counts, self.t)?)])
     }
 }

@@ -17,26 +17,13 @@ impl<'m> Graph<'m> {
     pub fn rms_norm(&self, x: &Var, gamma: &Var, eps: f64, offset: f64) -> Result<Var> {
         const OP: &str = "rms_norm";
         let be = float_backend(OP, &[x, gamma])?;
-        let d = *x
-            .shape()
-            .last()
-            .ok_or_else(|| EngineError::shape(OP, x.shape(), &[], "x must have rank ≥ 1"))?;
+        let d = *x.shape().last().ok_or_else(|| EngineError::shape(OP, x.shape(), &[], "x must have rank ≥ 1"))?;
         if gamma.shape() != [d] {
-            return Err(EngineError::shape(
-                OP,
-                gamma.shape(),
-                &[d],
-                "γ must be [last dim of x]",
-            ));
+            return Err(EngineError::shape(OP, gamma.shape(), &[d], "γ must be [last dim of x]"));
         }
         let (y, rstd) = be.rms_norm_fwd(x.value(), gamma.value(), offset, eps)?;
         Ok(self.record(y, &[Some(x), Some(gamma)], || {
-            Box::new(RmsNormBackward {
-                x: x.value().clone(),
-                gamma: gamma.value().clone(),
-                offset,
-                rstd,
-            })
+            Box::new(RmsNormBackward { x: x.value().clone(), gamma: gamma.value().clone(), offset, rstd })
         }))
     }
 }
@@ -54,14 +41,7 @@ impl BackwardOp for RmsNormBackward {
     ) -> Result<Vec<Option<Tensor>>> {
         let dy = single("rms_norm", grads)?;
         let be = crate::backend::common("rms_norm_backward", &[&dy, &self.x])?;
-        let [dx, dg] = be.rms_norm_bwd(
-            &dy,
-            &self.x,
-            &self.gamma,
-            self.offset,
-            &self.rstd,
-            [needs[0], needs[1]],
-        )?;
+        let [dx, dg] = be.rms_norm_bwd(&dy, &self.x, &self.gamma, self.offset, &self.rstd, [needs[0], needs[1]])?;
         Ok(vec![dx, dg])
     }
 }

@@ -43,11 +43,7 @@ pub enum RopeScaling {
 fn inv_freq<T: Real>(rot_dim: usize, theta: f64, scaling: &RopeScaling, seq_len: usize) -> Vec<T> {
     let half = rot_dim / 2;
     let mut base = theta;
-    if let RopeScaling::Dynamic {
-        factor,
-        original_max_position_embeddings: orig,
-    } = scaling
-    {
+    if let RopeScaling::Dynamic { factor, original_max_position_embeddings: orig } = scaling {
         if seq_len > *orig {
             let f = (factor * seq_len as f64 / *orig as f64) - (factor - 1.0);
             base = theta * f.powf(rot_dim as f64 / (rot_dim as f64 - 2.0));
@@ -55,27 +51,16 @@ fn inv_freq<T: Real>(rot_dim: usize, theta: f64, scaling: &RopeScaling, seq_len:
     }
     let base_t = T::from_f64(base);
     let dim_t = T::from_f64(rot_dim as f64);
-    let mut inv: Vec<T> = (0..half)
-        .map(|i| T::ONE / base_t.powf(T::from_f64((2 * i) as f64) / dim_t))
-        .collect();
+    let mut inv: Vec<T> = (0..half).map(|i| T::ONE / base_t.powf(T::from_f64((2 * i) as f64) / dim_t)).collect();
     match scaling {
         RopeScaling::None | RopeScaling::Dynamic { .. } => {}
         RopeScaling::Linear { factor } => {
             let f = T::from_f64(*factor);
             inv.iter_mut().for_each(|v| *v /= f);
         }
-        RopeScaling::Llama3 {
-            factor,
-            low_freq_factor,
-            high_freq_factor,
-            original_max_position_embeddings,
-        } => {
+        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
             let old = T::from_f64(*original_max_position_embeddings as f64);
-            let (lf, hf, f) = (
-                T::from_f64(*low_freq_factor),
-                T::from_f64(*high_freq_factor),
-                T::from_f64(*factor),
-            );
+            let (lf, hf, f) = (T::from_f64(*low_freq_factor), T::from_f64(*high_freq_factor), T::from_f64(*factor));
             let low_wavelen = old / lf;
             let high_wavelen = old / hf;
             let two_pi = T::from_f64(2.0 * std::f64::consts::PI);
@@ -114,32 +99,15 @@ impl RopeTables {
         device: Device,
     ) -> Result<RopeTables> {
         if rot_dim % 2 != 0 || rot_dim == 0 {
-            return Err(EngineError::invalid(
-                "rope",
-                format!("rotary dimension {rot_dim} must be even and positive"),
-            ));
+            return Err(EngineError::invalid("rope", format!("rotary dimension {rot_dim} must be even and positive")));
         }
-        let seq_len = positions
-            .iter()
-            .copied()
-            .max()
-            .map_or(0, |m| m as usize + 1);
+        let seq_len = positions.iter().copied().max().map_or(0, |m| m as usize + 1);
         let (cos, sin) = match dtype {
             DType::F32 => tables::<f32>(positions, rot_dim, theta, scaling, seq_len),
             DType::F64 => tables::<f64>(positions, rot_dim, theta, scaling, seq_len),
-            other => {
-                return Err(EngineError::DType {
-                    op: "rope",
-                    got: other,
-                    expected: "f32 or f64".into(),
-                })
-            }
+            other => return Err(EngineError::DType { op: "rope", got: other, expected: "f32 or f64".into() }),
         }?;
-        Ok(RopeTables {
-            cos: cos.to_device(device)?,
-            sin: sin.to_device(device)?,
-            rot_dim,
-        })
+        Ok(RopeTables { cos: cos.to_device(device)?, sin: sin.to_device(device)?, rot_dim })
     }
 }
 
@@ -162,10 +130,7 @@ fn tables<T: Real + crate::storage::HostElement>(
             sin.push(a.sin());
         }
     }
-    Ok((
-        Tensor::from_vec(cos, &[positions.len(), half])?,
-        Tensor::from_vec(sin, &[positions.len(), half])?,
-    ))
+    Ok((Tensor::from_vec(cos, &[positions.len(), half])?, Tensor::from_vec(sin, &[positions.len(), half])?))
 }
 
 struct RopeBackward {
@@ -179,12 +144,7 @@ impl<'m> Graph<'m> {
         let be = float_backend(OP, &[x])?;
         let s = x.shape();
         if s.len() < 3 {
-            return Err(EngineError::shape(
-                OP,
-                s,
-                &[],
-                "x must be [..., heads, head_dim]",
-            ));
+            return Err(EngineError::shape(OP, s, &[], "x must be [..., heads, head_dim]"));
         }
         let head_dim = s[s.len() - 1];
         let tokens: usize = s[..s.len() - 2].iter().product();
@@ -204,11 +164,7 @@ impl<'m> Graph<'m> {
             });
         }
         let y = be.rope(x.value(), &tables.cos, &tables.sin, tables.rot_dim, false)?;
-        Ok(self.record(y, &[Some(x)], || {
-            Box::new(RopeBackward {
-                tables: tables.clone(),
-            })
-        }))
+        Ok(self.record(y, &[Some(x)], || Box::new(RopeBackward { tables: tables.clone() })))
     }
 }
 
@@ -225,13 +181,7 @@ impl BackwardOp for RopeBackward {
     ) -> Result<Vec<Option<Tensor>>> {
         let dy = single("rope", grads)?;
         let be = crate::backend::common("rope_backward", &[&dy])?;
-        Ok(vec![Some(be.rope(
-            &dy,
-            &self.tables.cos,
-            &self.tables.sin,
-            self.tables.rot_dim,
-            true,
-        )?)])
+        Ok(vec![Some(be.rope(&dy, &self.tables.cos, &self.tables.sin, self.tables.rot_dim, true)?)])
     }
 }
 

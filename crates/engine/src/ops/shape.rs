@@ -30,48 +30,26 @@ impl<'m> Graph<'m> {
     /// Same elements, new shape (no copy).
     pub fn reshape(&self, x: &Var, shape: &[usize]) -> Result<Var> {
         let y = x.value().reshape(shape)?;
-        Ok(self.record(y, &[Some(x)], || {
-            Box::new(ReshapeBackward {
-                shape: x.shape().to_vec(),
-            })
-        }))
+        Ok(self.record(y, &[Some(x)], || Box::new(ReshapeBackward { shape: x.shape().to_vec() })))
     }
 
     /// Reorders dimensions: output dim i is input dim `perm[i]` (materialised).
     pub fn permute(&self, x: &Var, perm: &[usize]) -> Result<Var> {
         let r = x.shape().len();
         let mut seen = vec![false; r];
-        if perm.len() != r
-            || perm
-                .iter()
-                .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
-        {
-            return Err(EngineError::shape(
-                "permute",
-                x.shape(),
-                perm,
-                "perm must be a permutation of the dimensions",
-            ));
+        if perm.len() != r || perm.iter().any(|&p| p >= r || std::mem::replace(&mut seen[p], true)) {
+            return Err(EngineError::shape("permute", x.shape(), perm, "perm must be a permutation of the dimensions"));
         }
         let be = backend::common("permute", &[x.value()])?;
         let y = be.permute(x.value(), perm)?;
-        Ok(self.record(y, &[Some(x)], || {
-            Box::new(PermuteBackward {
-                inverse: inverse_perm(perm),
-            })
-        }))
+        Ok(self.record(y, &[Some(x)], || Box::new(PermuteBackward { inverse: inverse_perm(perm) })))
     }
 
     /// Swaps two dimensions (materialised).
     pub fn transpose(&self, x: &Var, d0: usize, d1: usize) -> Result<Var> {
         let r = x.shape().len();
         if d0 >= r || d1 >= r {
-            return Err(EngineError::shape(
-                "transpose",
-                x.shape(),
-                &[d0, d1],
-                "dimension out of range",
-            ));
+            return Err(EngineError::shape("transpose", x.shape(), &[d0, d1], "dimension out of range"));
         }
         let mut perm: Vec<usize> = (0..r).collect();
         perm.swap(d0, d1);
@@ -91,38 +69,20 @@ impl<'m> Graph<'m> {
         }
         let be = backend::common("narrow", &[x.value()])?;
         let y = be.narrow(x.value(), dim, start, len)?;
-        Ok(self.record(y, &[Some(x)], || {
-            Box::new(NarrowBackward {
-                shape: s.to_vec(),
-                dim,
-                start,
-            })
-        }))
+        Ok(self.record(y, &[Some(x)], || Box::new(NarrowBackward { shape: s.to_vec(), dim, start })))
     }
 
     /// Concatenates along `dim`; the other dimensions must agree.
     pub fn concat(&self, parts: &[&Var], dim: usize) -> Result<Var> {
-        let first = parts
-            .first()
-            .ok_or_else(|| EngineError::invalid("concat", "needs at least one tensor"))?;
+        let first = parts.first().ok_or_else(|| EngineError::invalid("concat", "needs at least one tensor"))?;
         let s0 = first.shape();
         if dim >= s0.len() {
-            return Err(EngineError::shape(
-                "concat",
-                s0,
-                &[dim],
-                "dimension out of range",
-            ));
+            return Err(EngineError::shape("concat", s0, &[dim], "dimension out of range"));
         }
         for p in parts {
             let s = p.shape();
             if s.len() != s0.len() || s.iter().enumerate().any(|(i, &v)| i != dim && v != s0[i]) {
-                return Err(EngineError::shape(
-                    "concat",
-                    s0,
-                    s,
-                    "all dimensions but the concatenated one must agree",
-                ));
+                return Err(EngineError::shape("concat", s0, s, "all dimensions but the concatenated one must agree"));
             }
         }
         let tensors: Vec<&Tensor> = parts.iter().map(|p| p.value()).collect();
@@ -137,12 +97,7 @@ impl<'m> Graph<'m> {
     pub fn split(&self, x: &Var, dim: usize, sizes: &[usize]) -> Result<Vec<Var>> {
         let total: usize = sizes.iter().sum();
         if dim >= x.shape().len() || total != x.shape()[dim] {
-            return Err(EngineError::shape(
-                "split",
-                x.shape(),
-                sizes,
-                "sizes must add up to the dimension",
-            ));
+            return Err(EngineError::shape("split", x.shape(), sizes, "sizes must add up to the dimension"));
         }
         let mut start = 0;
         let mut out = Vec::with_capacity(sizes.len());
@@ -199,12 +154,7 @@ impl BackwardOp for NarrowBackward {
     ) -> Result<Vec<Option<Tensor>>> {
         let dy = single("narrow", grads)?;
         let be = backend::common("narrow_backward", &[&dy])?;
-        Ok(vec![Some(be.narrow_bwd(
-            &dy,
-            &self.shape,
-            self.dim,
-            self.start,
-        )?)])
+        Ok(vec![Some(be.narrow_bwd(&dy, &self.shape, self.dim, self.start)?)])
     }
 }
 
@@ -224,11 +174,7 @@ impl BackwardOp for ConcatBackward {
         let mut start = 0;
         let mut out = Vec::with_capacity(self.sizes.len());
         for (&len, &need) in self.sizes.iter().zip(needs) {
-            out.push(if need {
-                Some(be.narrow(&dy, self.dim, start, len)?)
-            } else {
-                None
-            });
+            out.push(if need { Some(be.narrow(&dy, self.dim, start, len)?) } else { None });
             start += len;
         }
         Ok(out)

@@ -30,18 +30,14 @@ impl<'m> Graph<'m> {
     fn softmax_impl(&self, x: &Var, log: bool) -> Result<Var> {
         let be = float_backend("softmax", &[x])?;
         let y = be.softmax_fwd(x.value(), log)?;
-        Ok(self.record(y.clone(), &[Some(x)], || {
-            Box::new(SoftmaxBackward { y, log })
-        }))
+        Ok(self.record(y.clone(), &[Some(x)], || Box::new(SoftmaxBackward { y, log })))
     }
 
     /// x / max(‖x‖₂, eps) over the last dimension (sentence-embedding normalisation).
     pub fn l2_normalize(&self, x: &Var, eps: f64) -> Result<Var> {
         let be = float_backend("l2_normalize", &[x])?;
         let (y, norms) = be.l2_normalize_fwd(x.value(), eps)?;
-        Ok(self.record(y.clone(), &[Some(x)], || {
-            Box::new(L2Backward { y, norms, eps })
-        }))
+        Ok(self.record(y.clone(), &[Some(x)], || Box::new(L2Backward { y, norms, eps })))
     }
 }
 
@@ -75,11 +71,6 @@ impl BackwardOp for L2Backward {
     ) -> Result<Vec<Option<Tensor>>> {
         let dy = single("l2_normalize", grads)?;
         let be = crate::backend::common("l2_normalize_backward", &[&dy, &self.y])?;
-        Ok(vec![Some(be.l2_normalize_bwd(
-            &dy,
-            &self.y,
-            &self.norms,
-            self.eps,
-        )?)])
+        Ok(vec![Some(be.l2_normalize_bwd(&dy, &self.y, &self.norms, self.eps)?)])
     }
 }

@@ -48,12 +48,7 @@ pub struct AttentionSpec {
 
 impl Default for AttentionSpec {
     fn default() -> Self {
-        AttentionSpec {
-            causal: false,
-            window: None,
-            scale: None,
-            dropout: 0.0,
-        }
+        AttentionSpec { causal: false, window: None, scale: None, dropout: 0.0 }
     }
 }
 
@@ -80,10 +75,6 @@ pub struct CrossEntropySpec {
 
 impl Default for CrossEntropySpec {
     fn default() -> Self {
-        CrossEntropySpec {
-            ignore_index: -100,
-            label_smoothing: 0.0,
-            normalizer: None,
-        }
+        CrossEntropySpec { ignore_index: -100, label_smoothing: 0.0, normalizer: None }
     }
 }

@@ -52,33 +52,21 @@ pub fn sgd<T: Real>(p: &mut [T], g: &[T], buf: Option<&mut [T]>, hp: SgdStep) {
         }
     };
     match buf {
-        None => p
-            .par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .for_each(|(pc, gc)| {
+        None => p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).for_each(|(pc, gc)| {
+            for i in 0..pc.len() {
+                let d = decayed(pc[i], gc[i]);
+                pc[i] = d.mul_add(neg_lr, pc[i]);
+            }
+        }),
+        Some(buf) => p.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK).zip(buf.par_chunks_mut(CHUNK))).for_each(
+            |(pc, (gc, bc))| {
                 for i in 0..pc.len() {
                     let d = decayed(pc[i], gc[i]);
-                    pc[i] = d.mul_add(neg_lr, pc[i]);
-                }
-            }),
-        Some(buf) => p
-            .par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK).zip(buf.par_chunks_mut(CHUNK)))
-            .for_each(|(pc, (gc, bc))| {
-                for i in 0..pc.len() {
-                    let d = decayed(pc[i], gc[i]);
-                    bc[i] = if hp.first_step {
-                        d
-                    } else {
-                        d.mul_add(damp, mom * bc[i])
-                    };
-                    let step = if hp.nesterov {
-                        bc[i].mul_add(mom, d)
-                    } else {
-                        bc[i]
-                    };
+                    bc[i] = if hp.first_step { d } else { d.mul_add(damp, mom * bc[i]) };
+                    let step = if hp.nesterov { bc[i].mul_add(mom, d) } else { bc[i] };
                     pc[i] = step.mul_add(neg_lr, pc[i]);
                 }
-            }),
+            },
+        ),
     }
 }

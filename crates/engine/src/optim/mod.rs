@@ -94,10 +94,7 @@ fn check_groups(store: &ParamStore, groups: &[ParamGroup]) -> Result<()> {
     for g in groups {
         for &id in &g.params {
             if id.0 >= store.len() {
-                return Err(EngineError::invalid(
-                    "optimizer",
-                    format!("parameter id {} is not in the store", id.0),
-                ));
+                return Err(EngineError::invalid("optimizer", format!("parameter id {} is not in the store", id.0)));
             }
             if !seen.insert(id) {
                 return Err(EngineError::invalid(
@@ -125,27 +122,12 @@ pub struct AdamW {
 
 impl AdamW {
     /// An AdamW over `groups` of parameters of `store`.
-    pub fn new(
-        store: &ParamStore,
-        groups: Vec<ParamGroup>,
-        betas: (f64, f64),
-        eps: f64,
-    ) -> Result<Self> {
+    pub fn new(store: &ParamStore, groups: Vec<ParamGroup>, betas: (f64, f64), eps: f64) -> Result<Self> {
         check_groups(store, &groups)?;
         if !(0.0..1.0).contains(&betas.0) || !(0.0..1.0).contains(&betas.1) {
-            return Err(EngineError::invalid(
-                "adamw",
-                format!("betas {betas:?} must lie in [0, 1)"),
-            ));
+            return Err(EngineError::invalid("adamw", format!("betas {betas:?} must lie in [0, 1)")));
         }
-        Ok(AdamW {
-            groups,
-            betas,
-            eps,
-            lr_factor: 1.0,
-            step: 0,
-            moments: BTreeMap::new(),
-        })
+        Ok(AdamW { groups, betas, eps, lr_factor: 1.0, step: 0, moments: BTreeMap::new() })
     }
 }
 
@@ -183,9 +165,7 @@ impl Optimizer for AdamW {
                     Some(s) => s,
                     None => {
                         let z = Tensor::zeros(p.value.shape(), p.value.dtype(), p.value.device())?;
-                        self.moments
-                            .entry(id)
-                            .or_insert((z.clone(), z.deep_clone()?))
+                        self.moments.entry(id).or_insert((z.clone(), z.deep_clone()?))
                     }
                 };
                 let be = backend::common("adamw", &[&p.value, g])?;
@@ -204,9 +184,7 @@ impl Optimizer for AdamW {
     }
 
     fn lr(&self, group: usize) -> f64 {
-        self.groups
-            .get(group)
-            .map_or(0.0, |g| g.lr * self.lr_factor)
+        self.groups.get(group).map_or(0.0, |g| g.lr * self.lr_factor)
     }
 
     fn steps_taken(&self) -> u64 {
@@ -220,15 +198,11 @@ impl Optimizer for AdamW {
             tensors.push((format!("{name}.exp_avg"), m.clone()));
             tensors.push((format!("{name}.exp_avg_sq"), v.clone()));
         }
-        OptimizerState {
-            step: self.step,
-            tensors,
-        }
+        OptimizerState { step: self.step, tensors }
     }
 
     fn import_state(&mut self, store: &ParamStore, state: &OptimizerState) -> Result<()> {
-        let by_name: BTreeMap<&str, &Tensor> =
-            state.tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let by_name: BTreeMap<&str, &Tensor> = state.tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
         self.moments.clear();
         for group in &self.groups {
             for &id in &group.params {
@@ -245,8 +219,7 @@ impl Optimizer for AdamW {
                                 format!("state of '{}'", p.name),
                             ));
                         }
-                        self.moments
-                            .insert(id, ((*m).deep_clone()?, (*v).deep_clone()?));
+                        self.moments.insert(id, ((*m).deep_clone()?, (*v).deep_clone()?));
                     }
                     (None, None) => {}
                     _ => {
@@ -289,20 +262,9 @@ impl Sgd {
     ) -> Result<Self> {
         check_groups(store, &groups)?;
         if nesterov && (momentum <= 0.0 || dampening != 0.0) {
-            return Err(EngineError::invalid(
-                "sgd",
-                "Nesterov momentum needs momentum > 0 and zero dampening",
-            ));
+            return Err(EngineError::invalid("sgd", "Nesterov momentum needs momentum > 0 and zero dampening"));
         }
-        Ok(Sgd {
-            groups,
-            momentum,
-            dampening,
-            nesterov,
-            lr_factor: 1.0,
-            step: 0,
-            buffers: BTreeMap::new(),
-        })
+        Ok(Sgd { groups, momentum, dampening, nesterov, lr_factor: 1.0, step: 0, buffers: BTreeMap::new() })
     }
 }
 
@@ -330,11 +292,7 @@ impl Optimizer for Sgd {
                         std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                         std::collections::btree_map::Entry::Vacant(e) => {
                             hp.first_step = true;
-                            e.insert(Tensor::zeros(
-                                p.value.shape(),
-                                p.value.dtype(),
-                                p.value.device(),
-                            )?)
+                            e.insert(Tensor::zeros(p.value.shape(), p.value.dtype(), p.value.device())?)
                         }
                     };
                     be.sgd_step(&mut p.value, g, Some(buf), hp)?;
@@ -355,9 +313,7 @@ impl Optimizer for Sgd {
     }
 
     fn lr(&self, group: usize) -> f64 {
-        self.groups
-            .get(group)
-            .map_or(0.0, |g| g.lr * self.lr_factor)
+        self.groups.get(group).map_or(0.0, |g| g.lr * self.lr_factor)
     }
 
     fn steps_taken(&self) -> u64 {
@@ -368,17 +324,9 @@ impl Optimizer for Sgd {
         let tensors = self
             .buffers
             .iter()
-            .map(|(id, b)| {
-                (
-                    format!("{}.momentum_buffer", store.get(*id).name),
-                    b.clone(),
-                )
-            })
+            .map(|(id, b)| (format!("{}.momentum_buffer", store.get(*id).name), b.clone()))
             .collect();
-        OptimizerState {
-            step: self.step,
-            tensors,
-        }
+        OptimizerState { step: self.step, tensors }
     }
 
     fn import_state(&mut self, store: &ParamStore, state: &OptimizerState) -> Result<()> {
@@ -389,12 +337,7 @@ impl Optimizer for Sgd {
                 let key = format!("{}.momentum_buffer", p.name);
                 if let Some((_, t)) = state.tensors.iter().find(|(k, _)| *k == key) {
                     if t.shape() != p.value.shape() {
-                        return Err(EngineError::shape(
-                            "sgd_state",
-                            p.value.shape(),
-                            t.shape(),
-                            key,
-                        ));
+                        return Err(EngineError::shape("sgd_state", p.value.shape(), t.shape(), key));
                     }
                     self.buffers.insert(id, t.deep_clone()?);
                 }

@@ -28,6 +28,7 @@ enum Suite {
 }
 
 fn main() -> anyhow::Result<()> {
+    tunesmith_engine::alloc::configure();
     let cli = Cli::parse();
     match cli.suite {
         Suite::Ops(a) => ops::run(a),

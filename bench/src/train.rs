@@ -38,6 +38,11 @@ pub struct Args {
     /// Skip the PyTorch side.
     #[arg(long)]
     no_peer: bool,
+    /// Runs per side, alternating tunesmith and peer; each side's fastest run is reported
+    /// (this machine's speed drifts by ±15% over minutes; alternation exposes both sides
+    /// to the same drift).
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
 }
 
 /// Arguments of the hidden per-workload child process.
@@ -109,6 +114,13 @@ pub fn run_one(a: OneArgs) -> Result<()> {
         grads.clear();
         times.push(t0.elapsed().as_secs_f64());
         losses.push(loss);
+        if step == 1 {
+            // Profile (when enabled) the steady state, not the warm-up steps.
+            tunesmith_engine::profile::reset();
+        }
+    }
+    if tunesmith_engine::profile::enabled() {
+        eprintln!("{}", tunesmith_engine::profile::report());
     }
     let mut timed: Vec<f64> = if times.len() > 2 { times[2..].to_vec() } else { times.clone() };
     timed.sort_by(|x, y| x.total_cmp(y));
@@ -162,40 +174,49 @@ pub fn run(a: Args) -> Result<()> {
             eprintln!("preparing {w} ...");
             peer::run_python(&script, &["prepare".into(), w.clone(), dir.display().to_string()])?;
         }
-        eprintln!("tunesmith {w} ...");
-        let out = Command::new(&me)
-            .args([
-                "train-one",
-                w,
-                &dir.display().to_string(),
-                "--threads",
-                &a.threads.to_string(),
-                "--steps",
-                &a.steps.to_string(),
-            ])
-            .output()?;
-        if !out.status.success() {
-            bail!("tunesmith on {w} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        }
-        let ours = peer::last_json(&String::from_utf8_lossy(&out.stdout))?;
-        let theirs = if a.no_peer {
-            None
-        } else {
-            eprintln!("peer {w} ...");
-            let out = peer::run_python(
-                &script,
-                &[
-                    "run".into(),
-                    w.clone(),
-                    dir.display().to_string(),
-                    "--threads".into(),
-                    a.threads.to_string(),
-                    "--steps".into(),
-                    a.steps.to_string(),
-                ],
-            )?;
-            Some(peer::last_json(&out)?)
+        let mut ours: Option<serde_json::Value> = None;
+        let mut theirs: Option<serde_json::Value> = None;
+        let faster = |best: Option<serde_json::Value>, new: serde_json::Value| -> Option<serde_json::Value> {
+            match best {
+                Some(b) if b["tokens_per_s"].as_f64() >= new["tokens_per_s"].as_f64() => Some(b),
+                _ => Some(new),
+            }
         };
+        for round in 0..a.rounds.max(1) {
+            eprintln!("tunesmith {w} (round {}) ...", round + 1);
+            let out = Command::new(&me)
+                .args([
+                    "train-one",
+                    w,
+                    &dir.display().to_string(),
+                    "--threads",
+                    &a.threads.to_string(),
+                    "--steps",
+                    &a.steps.to_string(),
+                ])
+                .output()?;
+            if !out.status.success() {
+                bail!("tunesmith on {w} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+            }
+            ours = faster(ours, peer::last_json(&String::from_utf8_lossy(&out.stdout))?);
+            if !a.no_peer {
+                eprintln!("peer {w} (round {}) ...", round + 1);
+                let out = peer::run_python(
+                    &script,
+                    &[
+                        "run".into(),
+                        w.clone(),
+                        dir.display().to_string(),
+                        "--threads".into(),
+                        a.threads.to_string(),
+                        "--steps".into(),
+                        a.steps.to_string(),
+                    ],
+                )?;
+                theirs = faster(theirs, peer::last_json(&out)?);
+            }
+        }
+        let ours = ours.expect("at least one round");
         rows.push(Row { workload: w.clone(), ours, theirs });
     }
     if a.work_dir.is_none() {

@@ -18,6 +18,7 @@
 //! assert_eq!(grads.of(&w).unwrap().to_vec::<f32>().unwrap(), vec![4.0, 6.0, 4.0, 6.0]);
 //! ```
 
+pub mod alloc;
 pub mod autograd;
 pub mod backend;
 pub mod cpu;
@@ -28,6 +29,7 @@ pub mod gradcheck;
 pub mod ops;
 pub mod optim;
 mod param;
+pub mod profile;
 pub mod rng;
 mod storage;
 mod tensor;

@@ -272,7 +272,10 @@ impl<'m> Graph<'m> {
             }
             let needs: Vec<bool> = node.inputs.iter().map(Option::is_some).collect();
             let name = node.op.name();
-            let in_grads = node.op.backward(&mut ctx, &needs, outs)?;
+            let in_grads = {
+                let _t = crate::profile::timer("bwd", name);
+                node.op.backward(&mut ctx, &needs, outs)?
+            };
             if in_grads.len() != node.inputs.len() {
                 return Err(EngineError::Autograd(format!(
                     "{name}: backward returned {} gradients for {} inputs",
@@ -301,6 +304,7 @@ impl<'m> Graph<'m> {
 fn add_grad(acc: &mut HashMap<usize, Tensor>, id: usize, g: Tensor) -> Result<()> {
     match acc.get_mut(&id) {
         Some(existing) => {
+            let _t = crate::profile::timer("bwd", "grad_accumulate");
             if existing.shape() != g.shape() {
                 return Err(EngineError::Autograd(format!(
                     "gradient of shape {:?} added to {:?}",

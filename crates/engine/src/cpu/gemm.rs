@@ -3,6 +3,8 @@
 
 use std::marker::PhantomData;
 
+use rayon::prelude::*;
+
 use crate::dtype::Real;
 use crate::threads;
 
@@ -47,7 +49,20 @@ impl<'a, T: Real> MatRef<'a, T> {
     pub fn t(self) -> Self {
         MatRef { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
     }
+
+    /// Rows `[start, start + len)` (no copy).
+    fn row_block(self, start: usize, len: usize) -> Self {
+        debug_assert!(start + len <= self.rows);
+        // SAFETY: stays inside the view's extent.
+        let ptr = unsafe { self.ptr.offset(start as isize * self.rs) };
+        MatRef { ptr, rows: len, ..self }
+    }
 }
+
+// SAFETY: a MatRef is a shared view of immutable data.
+unsafe impl<T: Sync> Sync for MatRef<'_, T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Send for MatRef<'_, T> {}
 
 /// A mutable strided matrix view.
 pub struct MatMut<'a, T> {
@@ -100,12 +115,45 @@ impl<T> SendPtr<T> {
     }
 }
 
-/// `dst = [dst if accumulate] + alpha·(a × b)`, choosing the thread count from the size.
+/// `dst = [dst if accumulate] + alpha·(a × b)`, choosing how to use the threads from the shape:
+/// small products run on the calling thread; thin ones (a LoRA rank as inner or output width)
+/// split their rows across threads, each running a serial GEMM (the `gemm` crate's own
+/// threading loses there); the rest use `gemm`'s parallel kernels.
 ///
 /// Panics (an engine bug, not a user error) if the dimensions disagree; the ops validate
 /// user shapes before any kernel runs.
 pub fn matmul<T: Real>(dst: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, alpha: T, accumulate: bool) {
-    let par = threads::gemm_parallelism(a.rows, b.cols, a.cols);
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    let par = threads::gemm_parallelism(m, n, k);
+    let threads = threads::num_threads();
+    if matches!(par, gemm::Parallelism::Rayon(_)) && m < 32 && n >= 64 * threads {
+        // Few output rows, many columns: compute the transpose (dstᵀ = bᵀ·aᵀ) so the row split
+        // below applies.
+        let dst_t = MatMut { ptr: dst.ptr, rows: dst.cols, cols: dst.rows, rs: dst.cs, cs: dst.rs, _life: PhantomData };
+        return matmul(dst_t, b.t(), a.t(), alpha, accumulate);
+    }
+    let thin = n.min(k) < 32;
+    if matches!(par, gemm::Parallelism::Rayon(_)) && thin && m >= 64 * threads {
+        assert_eq!(dst.rows, m, "gemm output rows");
+        let block = m.div_ceil(threads * 2).next_multiple_of(16);
+        let dst_ptr = SendPtr(dst.ptr);
+        let (drs, dcs) = (dst.rs, dst.cs);
+        (0..m.div_ceil(block)).into_par_iter().for_each(|i| {
+            let start = i * block;
+            let len = block.min(m - start);
+            // SAFETY: row blocks of dst are disjoint; each lies inside the caller's view.
+            let d = MatMut {
+                ptr: unsafe { dst_ptr.get().offset(start as isize * drs) },
+                rows: len,
+                cols: n,
+                rs: drs,
+                cs: dcs,
+                _life: PhantomData,
+            };
+            matmul_with(d, a.row_block(start, len), b, alpha, accumulate, gemm::Parallelism::None);
+        });
+        return;
+    }
     matmul_with(dst, a, b, alpha, accumulate, par)
 }
 

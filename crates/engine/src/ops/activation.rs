@@ -18,6 +18,7 @@ struct SwigluBackward {
 impl<'m> Graph<'m> {
     /// y = f(x) elementwise.
     pub fn activation(&self, x: &Var, act: Activation) -> Result<Var> {
+        let _t = crate::profile::timer("fwd", "activation");
         let be = float_backend("activation", &[x])?;
         let y = be.activation_fwd(act, x.value())?;
         Ok(self.record(y, &[Some(x)], || Box::new(ActivationBackward { act, x: x.value().clone() })))
@@ -46,6 +47,7 @@ impl<'m> Graph<'m> {
     /// silu(gate)·up, fused; gate and up have the same shape.
     pub fn swiglu(&self, gate: &Var, up: &Var) -> Result<Var> {
         const OP: &str = "swiglu";
+        let _t = crate::profile::timer("fwd", OP);
         let be = float_backend(OP, &[gate, up])?;
         if gate.shape() != up.shape() {
             return Err(EngineError::shape(OP, gate.shape(), up.shape(), "gate and up must have the same shape"));

@@ -26,6 +26,7 @@ struct SumBackward {
 
 impl<'m> Graph<'m> {
     fn binary(&self, op: BinaryOp, name: &'static str, a: &Var, b: &Var) -> Result<Var> {
+        let _t = crate::profile::timer("fwd", name);
         let be = float_backend(name, &[a, b])?;
         let (as_, bs) = (a.shape(), b.shape());
         if bs.len() > as_.len() || as_[as_.len() - bs.len()..] != *bs {
@@ -60,6 +61,7 @@ impl<'m> Graph<'m> {
 
     /// s·x.
     pub fn scale(&self, x: &Var, s: f64) -> Result<Var> {
+        let _t = crate::profile::timer("fwd", "scale");
         let be = float_backend("scale", &[x])?;
         let y = be.scale(x.value(), s)?;
         Ok(self.record(y, &[Some(x)], || Box::new(ScaleBackward { s })))

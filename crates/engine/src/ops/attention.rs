@@ -33,6 +33,7 @@ impl<'m> Graph<'m> {
         spec: AttentionSpec,
     ) -> Result<Var> {
         const OP: &str = "attention";
+        let _t = crate::profile::timer("fwd", OP);
         let be = float_backend(OP, &[q, k, v])?;
         let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
         if qs.len() != 4 || ks.len() != 4 || ks != vs {

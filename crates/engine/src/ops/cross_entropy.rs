@@ -69,6 +69,7 @@ impl<'m> Graph<'m> {
         spec: CrossEntropySpec,
     ) -> Result<LossOutput> {
         const OP: &str = "cross_entropy";
+        let _t = crate::profile::timer("fwd", OP);
         let mut vars = vec![h, w];
         vars.extend(b);
         let be = float_backend(OP, &vars)?;
@@ -98,6 +99,7 @@ impl<'m> Graph<'m> {
     /// label is `ignore_index`). Logits are recomputed chunk by chunk in the backward.
     pub fn token_logprobs(&self, h: &Var, w: &Var, b: Option<&Var>, labels: &Tensor, ignore_index: i64) -> Result<Var> {
         const OP: &str = "token_logprobs";
+        let _t = crate::profile::timer("fwd", OP);
         let mut vars = vec![h, w];
         vars.extend(b);
         let be = float_backend(OP, &vars)?;

@@ -15,6 +15,7 @@ impl<'m> Graph<'m> {
     /// mode only.
     pub fn dropout(&self, x: &Var, p: f32) -> Result<Var> {
         const OP: &str = "dropout";
+        let _t = crate::profile::timer("fwd", OP);
         if !(0.0..1.0).contains(&p) {
             return Err(EngineError::invalid(OP, format!("p = {p} must be in [0, 1)")));
         }

@@ -15,6 +15,7 @@ impl<'m> Graph<'m> {
     /// `ids [...]` (i64 or u32) into `table [V, d]` → `[..., d]`. Ids outside `[0, V)` are an error.
     pub fn embedding(&self, ids: &Tensor, table: &Var) -> Result<Var> {
         const OP: &str = "embedding";
+        let _t = crate::profile::timer("fwd", OP);
         let be = float_backend(OP, &[table])?;
         expect_rank(OP, "table", table.value(), 2)?;
         if !matches!(ids.dtype(), DType::I64 | DType::U32) {

@@ -16,6 +16,7 @@ impl<'m> Graph<'m> {
     /// (x − mean)/√(var + eps)·γ + β over the last dimension; γ, β are `[d]`.
     pub fn layer_norm(&self, x: &Var, gamma: Option<&Var>, beta: Option<&Var>, eps: f64) -> Result<Var> {
         const OP: &str = "layer_norm";
+        let _t = crate::profile::timer("fwd", OP);
         let mut vars = vec![x];
         vars.extend(gamma);
         vars.extend(beta);

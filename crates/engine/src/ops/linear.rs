@@ -17,6 +17,7 @@ impl<'m> Graph<'m> {
     /// y = x·Wᵀ + b over the last dimension of x; W is `[out, in]`, b is `[out]`.
     pub fn linear(&self, x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
         const OP: &str = "linear";
+        let _t = crate::profile::timer("fwd", OP);
         let mut vars = vec![x, w];
         vars.extend(b);
         let be = float_backend(OP, &vars)?;

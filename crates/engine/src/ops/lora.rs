@@ -23,6 +23,7 @@ impl<'m> Graph<'m> {
     /// Dropout on the low-rank path is applied only when the graph is in training mode.
     pub fn lora_linear(&self, x: &Var, w: &Var, b: Option<&Var>, a: &Var, bm: &Var, spec: LoraSpec) -> Result<Var> {
         const OP: &str = "lora_linear";
+        let _t = crate::profile::timer("fwd", OP);
         let mut vars = vec![x, w, a, bm];
         vars.extend(b);
         let be = float_backend(OP, &vars)?;

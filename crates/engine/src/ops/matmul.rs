@@ -19,6 +19,7 @@ impl<'m> Graph<'m> {
     /// is stored with its last two dimensions swapped. Leading dimensions must match.
     pub fn matmul(&self, a: &Var, b: &Var, trans_a: bool, trans_b: bool) -> Result<Var> {
         const OP: &str = "matmul";
+        let _t = crate::profile::timer("fwd", OP);
         let be = float_backend(OP, &[a, b])?;
         let (as_, bs) = (a.shape(), b.shape());
         if as_.len() < 2 || bs.len() < 2 || as_[..as_.len() - 2] != bs[..bs.len() - 2] {

@@ -15,6 +15,7 @@ impl<'m> Graph<'m> {
     /// Mean of `x [B, T, D]` over the positions where `mask [B, T]` is nonzero → `[B, D]`.
     pub fn mean_pool(&self, x: &Var, mask: &Tensor) -> Result<Var> {
         const OP: &str = "mean_pool";
+        let _t = crate::profile::timer("fwd", OP);
         let be = float_backend(OP, &[x])?;
         let s = x.shape();
         if s.len() != 3 || mask.shape() != [s[0], s[1]] {

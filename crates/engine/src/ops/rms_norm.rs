@@ -16,6 +16,7 @@ impl<'m> Graph<'m> {
     /// x/√(mean(x²) + eps)·(γ + offset) over the last dimension; γ is `[d]`.
     pub fn rms_norm(&self, x: &Var, gamma: &Var, eps: f64, offset: f64) -> Result<Var> {
         const OP: &str = "rms_norm";
+        let _t = crate::profile::timer("fwd", OP);
         let be = float_backend(OP, &[x, gamma])?;
         let d = *x.shape().last().ok_or_else(|| EngineError::shape(OP, x.shape(), &[], "x must have rank ≥ 1"))?;
         if gamma.shape() != [d] {

@@ -141,6 +141,7 @@ impl<'m> Graph<'m> {
     /// Rotates `x [..., heads, head_dim]` whose leading dims flatten to the tables' tokens.
     pub fn rope(&self, x: &Var, tables: &RopeTables) -> Result<Var> {
         const OP: &str = "rope";
+        let _t = crate::profile::timer("fwd", OP);
         let be = float_backend(OP, &[x])?;
         let s = x.shape();
         if s.len() < 3 {

@@ -35,6 +35,7 @@ impl<'m> Graph<'m> {
 
     /// Reorders dimensions: output dim i is input dim `perm[i]` (materialised).
     pub fn permute(&self, x: &Var, perm: &[usize]) -> Result<Var> {
+        let _t = crate::profile::timer("fwd", "permute");
         let r = x.shape().len();
         let mut seen = vec![false; r];
         if perm.len() != r || perm.iter().any(|&p| p >= r || std::mem::replace(&mut seen[p], true)) {
@@ -58,6 +59,7 @@ impl<'m> Graph<'m> {
 
     /// Elements `[start, start+len)` along `dim`.
     pub fn narrow(&self, x: &Var, dim: usize, start: usize, len: usize) -> Result<Var> {
+        let _t = crate::profile::timer("fwd", "narrow");
         let s = x.shape();
         if dim >= s.len() || start + len > s[dim] {
             return Err(EngineError::shape(
@@ -74,6 +76,7 @@ impl<'m> Graph<'m> {
 
     /// Concatenates along `dim`; the other dimensions must agree.
     pub fn concat(&self, parts: &[&Var], dim: usize) -> Result<Var> {
+        let _t = crate::profile::timer("fwd", "concat");
         let first = parts.first().ok_or_else(|| EngineError::invalid("concat", "needs at least one tensor"))?;
         let s0 = first.shape();
         if dim >= s0.len() {

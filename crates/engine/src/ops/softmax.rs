@@ -28,6 +28,7 @@ impl<'m> Graph<'m> {
     }
 
     fn softmax_impl(&self, x: &Var, log: bool) -> Result<Var> {
+        let _t = crate::profile::timer("fwd", "softmax");
         let be = float_backend("softmax", &[x])?;
         let y = be.softmax_fwd(x.value(), log)?;
         Ok(self.record(y.clone(), &[Some(x)], || Box::new(SoftmaxBackward { y, log })))
@@ -35,6 +36,7 @@ impl<'m> Graph<'m> {
 
     /// x / max(‖x‖₂, eps) over the last dimension (sentence-embedding normalisation).
     pub fn l2_normalize(&self, x: &Var, eps: f64) -> Result<Var> {
+        let _t = crate::profile::timer("fwd", "l2_normalize");
         let be = float_backend("l2_normalize", &[x])?;
         let (y, norms) = be.l2_normalize_fwd(x.value(), eps)?;
         Ok(self.record(y.clone(), &[Some(x)], || Box::new(L2Backward { y, norms, eps })))

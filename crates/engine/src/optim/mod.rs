@@ -133,6 +133,7 @@ impl AdamW {
 
 impl Optimizer for AdamW {
     fn step(&mut self, store: &mut ParamStore, grads: &Grads) -> Result<()> {
+        let _t = crate::profile::timer("opt", "adamw");
         self.step += 1;
         let t = self.step as i32;
         let bc1 = 1.0 - self.betas.0.powi(t);

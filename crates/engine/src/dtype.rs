@@ -133,10 +133,18 @@ pub trait Real:
     fn fast_tanh(self) -> Self;
     /// erf that vectorizes (f32: within 2e-7; f64: exact).
     fn fast_erf(self) -> Self;
+    /// Runs `f` on this thread's reusable scratch buffer of at least `n` elements (contents
+    /// unspecified). Large per-call buffers (the cross-entropy logits chunk) live here instead of
+    /// being allocated and page-faulted in on every call.
+    fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
 }
 
 macro_rules! impl_real {
-    ($t:ty, $erf:path, $fexp:path, $ftanh:path, $ferf:path) => {
+    ($t:ty, $erf:path, $fexp:path, $ftanh:path, $ferf:path, $scratch:ident) => {
+        thread_local! {
+            static $scratch: std::cell::RefCell<Vec<$t>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -221,9 +229,21 @@ macro_rules! impl_real {
             fn fast_erf(self) -> Self {
                 $ferf(self)
             }
+            fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+                $scratch.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut buf) => {
+                        if buf.len() < n {
+                            buf.resize(n, 0.0);
+                        }
+                        f(&mut buf[..n])
+                    }
+                    // Re-entrant use on this thread: fall back to a fresh buffer.
+                    Err(_) => f(&mut vec![0.0; n]),
+                })
+            }
         }
     };
 }
 
-impl_real!(f32, libm::erff, crate::cpu::math::exp_f32, crate::cpu::math::tanh_f32, crate::cpu::math::erf_f32);
-impl_real!(f64, libm::erf, f64::exp, f64::tanh, libm::erf);
+impl_real!(f32, libm::erff, crate::cpu::math::exp_f32, crate::cpu::math::tanh_f32, crate::cpu::math::erf_f32, SCRATCH_F32);
+impl_real!(f64, libm::erf, f64::exp, f64::tanh, libm::erf, SCRATCH_F64);

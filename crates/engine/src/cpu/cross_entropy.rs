@@ -106,80 +106,81 @@ pub fn forward<T: Real>(
     let mut db = need_db.then(|| vec![T::ZERO; v]);
     let mut loss_sum = 0.0f64;
     let c = chunk_rows(v).min(n.max(1));
-    let mut buf = vec![T::ZERO; c * v];
-    let mut r0 = 0;
-    while r0 < n {
-        let rows = c.min(n - r0);
-        let hc = &h[r0 * d..(r0 + rows) * d];
-        let logits = &mut buf[..rows * v];
-        super::linear::forward_into(logits, hc, w, b, rows, d, v);
-        let lc = &labels[r0..r0 + rows];
-        let lp_chunk = &mut token_logprobs[r0..r0 + rows];
-        let losses: Vec<f64> = logits
-            .par_chunks_mut(v)
-            .zip(lp_chunk.par_iter_mut())
-            .enumerate()
-            .map(|(r, (row, lp))| {
-                let y = lc[r];
-                if y == opts.ignore_index {
+    T::with_scratch(c * v, |buf| {
+        let mut r0 = 0;
+        while r0 < n {
+            let rows = c.min(n - r0);
+            let hc = &h[r0 * d..(r0 + rows) * d];
+            let logits = &mut buf[..rows * v];
+            super::linear::forward_into(logits, hc, w, b, rows, d, v);
+            let lc = &labels[r0..r0 + rows];
+            let lp_chunk = &mut token_logprobs[r0..r0 + rows];
+            let losses: Vec<f64> = logits
+                .par_chunks_mut(v)
+                .zip(lp_chunk.par_iter_mut())
+                .enumerate()
+                .map(|(r, (row, lp))| {
+                    let y = lc[r];
+                    if y == opts.ignore_index {
+                        if want_grad {
+                            row.fill(T::ZERO);
+                        }
+                        return 0.0;
+                    }
+                    let y = y as usize;
+                    let target_logit = row[y];
+                    let mean_logit = if eps > 0.0 { super::reduce::sum(row).to_f64() / v as f64 } else { 0.0 };
+                    // One exp per logit: the row becomes exp(x − max), whose sum gives the lse and
+                    // whose scaled values are the softmax the gradient needs.
+                    let m = super::reduce::max(row);
+                    let sum_exp = super::reduce::exp_in_place_sum(row, m);
+                    let lse = m + sum_exp.ln();
+                    let logp = target_logit - lse;
+                    *lp = logp;
+                    let mut loss = -(1.0 - eps) * logp.to_f64();
+                    if eps > 0.0 {
+                        loss -= eps * (mean_logit - lse.to_f64());
+                    }
+                    let wt = weight_of(r0 + r);
                     if want_grad {
-                        row.fill(T::ZERO);
+                        let g = T::from_f64(wt * inv_norm);
+                        let sg = T::from_f64(eps / v as f64) * g;
+                        let scale = g / sum_exp;
+                        for x in row.iter_mut() {
+                            *x = x.mul_add(scale, -sg);
+                        }
+                        row[y] -= T::from_f64((1.0 - eps) * wt * inv_norm);
                     }
-                    return 0.0;
-                }
-                let y = y as usize;
-                let target_logit = row[y];
-                let mean_logit = if eps > 0.0 { super::reduce::sum(row).to_f64() / v as f64 } else { 0.0 };
-                // One exp per logit: the row becomes exp(x − max), whose sum gives the lse and
-                // whose scaled values are the softmax the gradient needs.
-                let m = super::reduce::max(row);
-                let sum_exp = super::reduce::exp_in_place_sum(row, m);
-                let lse = m + sum_exp.ln();
-                let logp = target_logit - lse;
-                *lp = logp;
-                let mut loss = -(1.0 - eps) * logp.to_f64();
-                if eps > 0.0 {
-                    loss -= eps * (mean_logit - lse.to_f64());
-                }
-                let wt = weight_of(r0 + r);
-                if want_grad {
-                    let g = T::from_f64(wt * inv_norm);
-                    let sg = T::from_f64(eps / v as f64) * g;
-                    let scale = g / sum_exp;
-                    for x in row.iter_mut() {
-                        *x = x.mul_add(scale, -sg);
-                    }
-                    row[y] -= T::from_f64((1.0 - eps) * wt * inv_norm);
-                }
-                wt * loss
-            })
-            .collect();
-        loss_sum += losses.iter().sum::<f64>();
-        if let Some(dh) = dh.as_mut() {
-            matmul(
-                MatMut::row_major(&mut dh[r0 * d..(r0 + rows) * d], rows, d),
-                MatRef::row_major(logits, rows, v),
-                MatRef::row_major(w, v, d),
-                T::ONE,
-                false,
-            );
-        }
-        if let Some(dw) = dw.as_mut() {
-            matmul(
-                MatMut::row_major(dw, v, d),
-                MatRef::row_major(logits, rows, v).t(),
-                MatRef::row_major(hc, rows, d),
-                T::ONE,
-                r0 > 0,
-            );
-        }
-        if let Some(db) = db.as_mut() {
-            for (a, s) in db.iter_mut().zip(column_sums(logits, rows, v)) {
-                *a += s;
+                    wt * loss
+                })
+                .collect();
+            loss_sum += losses.iter().sum::<f64>();
+            if let Some(dh) = dh.as_mut() {
+                matmul(
+                    MatMut::row_major(&mut dh[r0 * d..(r0 + rows) * d], rows, d),
+                    MatRef::row_major(logits, rows, v),
+                    MatRef::row_major(w, v, d),
+                    T::ONE,
+                    false,
+                );
             }
+            if let Some(dw) = dw.as_mut() {
+                matmul(
+                    MatMut::row_major(dw, v, d),
+                    MatRef::row_major(logits, rows, v).t(),
+                    MatRef::row_major(hc, rows, d),
+                    T::ONE,
+                    r0 > 0,
+                );
+            }
+            if let Some(db) = db.as_mut() {
+                for (a, s) in db.iter_mut().zip(column_sums(logits, rows, v)) {
+                    *a += s;
+                }
+            }
+            r0 += rows;
         }
-        r0 += rows;
-    }
+    });
     Ok(CeOutput { loss: loss_sum * inv_norm, token_logprobs, normalizer: norm, counted, dh, dw, db })
 }
 
@@ -202,26 +203,27 @@ pub fn logprobs_forward<T: Real>(
     let mut logp = vec![T::ZERO; n];
     let mut lse = vec![T::ZERO; n];
     let c = chunk_rows(v).min(n.max(1));
-    let mut buf = vec![T::ZERO; c * v];
-    let mut r0 = 0;
-    while r0 < n {
-        let rows = c.min(n - r0);
-        let logits = &mut buf[..rows * v];
-        super::linear::forward_into(logits, &h[r0 * d..(r0 + rows) * d], w, b, rows, d, v);
-        logits
-            .par_chunks(v)
-            .zip(logp[r0..r0 + rows].par_iter_mut().zip(lse[r0..r0 + rows].par_iter_mut()))
-            .enumerate()
-            .for_each(|(r, (row, (lp, ls)))| {
-                let y = labels[r0 + r];
-                let l = row_lse(row);
-                *ls = l;
-                if y != ignore_index {
-                    *lp = row[y as usize] - l;
-                }
-            });
-        r0 += rows;
-    }
+    T::with_scratch(c * v, |buf| {
+        let mut r0 = 0;
+        while r0 < n {
+            let rows = c.min(n - r0);
+            let logits = &mut buf[..rows * v];
+            super::linear::forward_into(logits, &h[r0 * d..(r0 + rows) * d], w, b, rows, d, v);
+            logits
+                .par_chunks(v)
+                .zip(logp[r0..r0 + rows].par_iter_mut().zip(lse[r0..r0 + rows].par_iter_mut()))
+                .enumerate()
+                .for_each(|(r, (row, (lp, ls)))| {
+                    let y = labels[r0 + r];
+                    let l = row_lse(row);
+                    *ls = l;
+                    if y != ignore_index {
+                        *lp = row[y as usize] - l;
+                    }
+                });
+            r0 += rows;
+        }
+    });
     Ok((logp, lse))
 }
 
@@ -245,50 +247,51 @@ pub fn logprobs_backward<T: Real>(
     let mut dw = need_dw.then(|| vec![T::ZERO; v * d]);
     let mut db = need_db.then(|| vec![T::ZERO; v]);
     let c = chunk_rows(v).min(n.max(1));
-    let mut buf = vec![T::ZERO; c * v];
-    let mut r0 = 0;
-    while r0 < n {
-        let rows = c.min(n - r0);
-        let hc = &h[r0 * d..(r0 + rows) * d];
-        let g = &mut buf[..rows * v];
-        super::linear::forward_into(g, hc, w, b, rows, d, v);
-        g.par_chunks_mut(v).enumerate().for_each(|(r, row)| {
-            let i = r0 + r;
-            let y = labels[i];
-            if y == ignore_index {
-                row.fill(T::ZERO);
-                return;
+    T::with_scratch(c * v, |buf| {
+        let mut r0 = 0;
+        while r0 < n {
+            let rows = c.min(n - r0);
+            let hc = &h[r0 * d..(r0 + rows) * d];
+            let g = &mut buf[..rows * v];
+            super::linear::forward_into(g, hc, w, b, rows, d, v);
+            g.par_chunks_mut(v).enumerate().for_each(|(r, row)| {
+                let i = r0 + r;
+                let y = labels[i];
+                if y == ignore_index {
+                    row.fill(T::ZERO);
+                    return;
+                }
+                let (up, l) = (dlogp[i], lse[i]);
+                for x in row.iter_mut() {
+                    *x = -(*x - l).fast_exp() * up;
+                }
+                row[y as usize] += up;
+            });
+            if let Some(dh) = dh.as_mut() {
+                matmul(
+                    MatMut::row_major(&mut dh[r0 * d..(r0 + rows) * d], rows, d),
+                    MatRef::row_major(g, rows, v),
+                    MatRef::row_major(w, v, d),
+                    T::ONE,
+                    false,
+                );
             }
-            let (up, l) = (dlogp[i], lse[i]);
-            for x in row.iter_mut() {
-                *x = -(*x - l).fast_exp() * up;
+            if let Some(dw) = dw.as_mut() {
+                matmul(
+                    MatMut::row_major(dw, v, d),
+                    MatRef::row_major(g, rows, v).t(),
+                    MatRef::row_major(hc, rows, d),
+                    T::ONE,
+                    true,
+                );
             }
-            row[y as usize] += up;
-        });
-        if let Some(dh) = dh.as_mut() {
-            matmul(
-                MatMut::row_major(&mut dh[r0 * d..(r0 + rows) * d], rows, d),
-                MatRef::row_major(g, rows, v),
-                MatRef::row_major(w, v, d),
-                T::ONE,
-                false,
-            );
-        }
-        if let Some(dw) = dw.as_mut() {
-            matmul(
-                MatMut::row_major(dw, v, d),
-                MatRef::row_major(g, rows, v).t(),
-                MatRef::row_major(hc, rows, d),
-                T::ONE,
-                true,
-            );
-        }
-        if let Some(db) = db.as_mut() {
-            for (a, s) in db.iter_mut().zip(column_sums(g, rows, v)) {
-                *a += s;
+            if let Some(db) = db.as_mut() {
+                for (a, s) in db.iter_mut().zip(column_sums(g, rows, v)) {
+                    *a += s;
+                }
             }
+            r0 += rows;
         }
-        r0 += rows;
-    }
+    });
     (dh, dw, db)
 }

@@ -102,13 +102,44 @@ impl<'m> Graph<'m> {
         if dim >= x.shape().len() || total != x.shape()[dim] {
             return Err(EngineError::shape("split", x.shape(), sizes, "sizes must add up to the dimension"));
         }
+        let _t = crate::profile::timer("fwd", "split");
+        let be = backend::common("split", &[x.value()])?;
         let mut start = 0;
-        let mut out = Vec::with_capacity(sizes.len());
+        let mut parts = Vec::with_capacity(sizes.len());
         for &len in sizes {
-            out.push(self.narrow(x, dim, start, len)?);
+            parts.push(be.narrow(x.value(), dim, start, len)?);
             start += len;
         }
-        Ok(out)
+        let shapes: Vec<Vec<usize>> = parts.iter().map(|p| p.shape().to_vec()).collect();
+        Ok(self.record_many(parts, &[Some(x)], || Box::new(SplitBackward { dim, shapes })))
+    }
+}
+
+/// Backward of split: the part gradients concatenated (zeros for parts without one).
+struct SplitBackward {
+    dim: usize,
+    shapes: Vec<Vec<usize>>,
+}
+
+impl BackwardOp for SplitBackward {
+    fn name(&self) -> &'static str {
+        "split"
+    }
+
+    fn backward(self: Box<Self>, _: &mut BackwardCtx<'_>, _needs: &[bool], grads: Vec<Option<Tensor>>) -> Result<Vec<Option<Tensor>>> {
+        let like = grads.iter().flatten().next().ok_or_else(|| EngineError::Autograd("split: no gradient".into()))?;
+        let (dtype, device) = (like.dtype(), like.device());
+        let be = backend::common("split_backward", &[like])?;
+        let filled: Vec<Tensor> = grads
+            .into_iter()
+            .zip(&self.shapes)
+            .map(|(g, s)| match g {
+                Some(g) => Ok(g),
+                None => Tensor::zeros(s, dtype, device),
+            })
+            .collect::<Result<_>>()?;
+        let refs: Vec<&Tensor> = filled.iter().collect();
+        Ok(vec![Some(be.concat(&refs, self.dim)?)])
     }
 }
 

@@ -245,5 +245,12 @@ macro_rules! impl_real {
     };
 }
 
-impl_real!(f32, libm::erff, crate::cpu::math::exp_f32, crate::cpu::math::tanh_f32, crate::cpu::math::erf_f32, SCRATCH_F32);
+impl_real!(
+    f32,
+    libm::erff,
+    crate::cpu::math::exp_f32,
+    crate::cpu::math::tanh_f32,
+    crate::cpu::math::erf_f32,
+    SCRATCH_F32
+);
 impl_real!(f64, libm::erf, f64::exp, f64::tanh, libm::erf, SCRATCH_F64);

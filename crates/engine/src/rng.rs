@@ -11,11 +11,52 @@ pub fn mix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A 32-bit bijective mix (Wellons' "lowbias32"); built from 32-bit multiplies, so loops over
+/// it vectorize.
+#[inline(always)]
+pub fn mix32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
+/// The two 32-bit keys that, with an element index, determine a mask bit for `seed`.
+#[inline(always)]
+fn keys(seed: u64, index_hi: u32) -> (u32, u32) {
+    let k = mix64(seed ^ (index_hi as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    (k as u32, (k >> 32) as u32)
+}
+
 /// A uniform number in [0, 1) determined by `(seed, index)`.
 #[inline(always)]
 pub fn uniform(seed: u64, index: u64) -> f32 {
-    let h = mix64(seed ^ mix64(index.wrapping_add(0x9e37_79b9_7f4a_7c15)));
-    (h >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
+    let (k1, k2) = keys(seed, (index >> 32) as u32);
+    uniform_keyed(k1, k2, index as u32)
+}
+
+/// 24 random bits for an element, with precomputed keys (indices sharing their upper 32 bits).
+#[inline(always)]
+pub fn bits24_keyed(k1: u32, k2: u32, index_lo: u32) -> u32 {
+    mix32(mix32(index_lo ^ k1) ^ k2) >> 8
+}
+
+/// [`uniform`] with precomputed keys.
+#[inline(always)]
+pub fn uniform_keyed(k1: u32, k2: u32, index_lo: u32) -> f32 {
+    bits24_keyed(k1, k2, index_lo) as f32 * (1.0 / (1u32 << 24) as f32)
+}
+
+/// The 24-bit threshold at or above which an element survives dropout with probability `p`
+/// (`keep ⇔ bits24 ≥ threshold`, the same decision as `uniform ≥ p`).
+pub fn keep_threshold(p: f32) -> u32 {
+    (p as f64 * (1u32 << 24) as f64).ceil() as u32
+}
+
+/// Keys for [`uniform_keyed`] covering indices whose upper 32 bits are `index >> 32`.
+pub fn block_keys(seed: u64, index: u64) -> (u32, u32) {
+    keys(seed, (index >> 32) as u32)
 }
 
 /// Whether dropout with probability `p` keeps element `index` under `seed`.

@@ -10,11 +10,7 @@ pub fn softmax<T: Real>(x: &[T], cols: usize) -> Vec<T> {
     let mut y = x.to_vec();
     y.par_chunks_mut(cols.max(1)).for_each(|row| {
         let m = reduce::max(row);
-        let mut s = T::ZERO;
-        for v in row.iter_mut() {
-            *v = (*v - m).fast_exp();
-            s += *v;
-        }
+        let s = reduce::exp_in_place_sum(row, m);
         let inv = T::ONE / s;
         row.iter_mut().for_each(|v| *v *= inv);
     });
@@ -40,11 +36,7 @@ pub fn log_softmax<T: Real>(x: &[T], cols: usize) -> Vec<T> {
     let mut y = x.to_vec();
     y.par_chunks_mut(cols.max(1)).for_each(|row| {
         let m = reduce::max(row);
-        let mut s = T::ZERO;
-        for &v in row.iter() {
-            s += (v - m).fast_exp();
-        }
-        let lse = m + s.ln();
+        let lse = m + reduce::exp_sum(row, m).ln();
         row.iter_mut().for_each(|v| *v -= lse);
     });
     y

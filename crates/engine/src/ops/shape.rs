@@ -126,7 +126,12 @@ impl BackwardOp for SplitBackward {
         "split"
     }
 
-    fn backward(self: Box<Self>, _: &mut BackwardCtx<'_>, _needs: &[bool], grads: Vec<Option<Tensor>>) -> Result<Vec<Option<Tensor>>> {
+    fn backward(
+        self: Box<Self>,
+        _: &mut BackwardCtx<'_>,
+        _needs: &[bool],
+        grads: Vec<Option<Tensor>>,
+    ) -> Result<Vec<Option<Tensor>>> {
         let like = grads.iter().flatten().next().ok_or_else(|| EngineError::Autograd("split: no gradient".into()))?;
         let (dtype, device) = (like.dtype(), like.device());
         let be = backend::common("split_backward", &[like])?;

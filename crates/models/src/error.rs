@@ -72,14 +72,9 @@ pub enum ModelError {
         /// What is wrong.
         why: String,
     },
-    /// A tokenizer could not be loaded or used.
-    #[error("tokenizer {path}: {why}")]
-    Tokenizer {
-        /// The tokenizer file.
-        path: PathBuf,
-        /// What went wrong.
-        why: String,
-    },
+    /// A tokenizer or data error.
+    #[error(transparent)]
+    Data(#[from] tunesmith_data::DataError),
     /// Resolving a model on the Hub failed.
     #[error("hub model '{id}': {why}")]
     Hub {

@@ -17,7 +17,6 @@ pub mod llama;
 pub mod llama2c;
 pub mod lora;
 pub mod model;
-pub mod tokenizer;
 pub mod weights;
 
 pub use batch::{Batch, KvCache};
@@ -25,7 +24,7 @@ pub use config::{Family, ModelConfig};
 pub use error::{ModelError, Result};
 pub use generate::{generate, Generated, GenerationConfig};
 pub use model::{Head, LoadOptions, LoadReport, LossOptions, Model, ModelLoss, Targets, Task};
-pub use tokenizer::Tokenizer;
+pub use tunesmith_data::tokenizer::{self, Tokenizer};
 
 /// Converts a model error into an engine error (for checkpointed scopes, whose closures
 /// return engine results).

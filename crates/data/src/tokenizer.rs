@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::error::{ModelError, Result};
+use crate::error::{DataError, Result};
+
+/// Byte ranges of tokens in the text they were encoded from.
+pub type Offsets = Vec<(usize, usize)>;
 
 /// The special tokens a model uses.
 #[derive(Debug, Clone, Default)]
@@ -57,23 +60,50 @@ fn token_content(v: &Value) -> Option<String> {
     }
 }
 
+/// Applies what transformers' tokenizer class does on top of tokenizer.json. Its
+/// `LlamaTokenizer` (Llama 2, Mistral, Phi-3, TinyLlama...) drops the saved normalizer and splits
+/// with a Metaspace pre-tokenizer that adds the "▁" word prefix only before the first piece
+/// (`prepend_scheme="first"`, or `"always"` with `legacy: true`; never with
+/// `add_prefix_space: false`), so no prefix is added after special tokens such as `<|user|>`.
+fn apply_tokenizer_class(inner: &mut tokenizers::Tokenizer, cfg: &Value) -> std::result::Result<(), String> {
+    use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+    let class = cfg.get("tokenizer_class").and_then(Value::as_str).unwrap_or("");
+    if !matches!(class, "LlamaTokenizer" | "LlamaTokenizerFast") {
+        return Ok(());
+    }
+    if !matches!(inner.get_model(), tokenizers::ModelWrapper::BPE(_)) {
+        return Ok(());
+    }
+    let legacy = cfg.get("legacy").and_then(Value::as_bool).unwrap_or(false);
+    let add_prefix_space = cfg.get("add_prefix_space").and_then(Value::as_bool).unwrap_or(true);
+    let scheme = match (add_prefix_space, legacy) {
+        (false, _) => PrependScheme::Never,
+        (true, true) => PrependScheme::Always,
+        (true, false) => PrependScheme::First,
+    };
+    inner.with_normalizer(None::<tokenizers::NormalizerWrapper>).map_err(|e| e.to_string())?;
+    inner.with_pre_tokenizer(Some(Metaspace::new('\u{2581}', scheme, false)));
+    Ok(())
+}
+
 impl Tokenizer {
     /// Loads `tokenizer.json` (+ `tokenizer_config.json` when present) from a model folder.
     pub fn from_dir(dir: &Path) -> Result<Tokenizer> {
         let path = dir.join("tokenizer.json");
         let mut inner = tokenizers::Tokenizer::from_file(&path)
-            .map_err(|e| ModelError::Tokenizer { path: path.clone(), why: e.to_string() })?;
+            .map_err(|e| DataError::Tokenizer { path: path.clone(), why: e.to_string() })?;
         // Padding and truncation saved in tokenizer.json are call-time choices in transformers
         // (its fast tokenizers reset them on every call); here the data pipeline makes them.
         inner.with_padding(None);
-        inner.with_truncation(None).map_err(|e| ModelError::Tokenizer { path: path.clone(), why: e.to_string() })?;
+        inner.with_truncation(None).map_err(|e| DataError::Tokenizer { path: path.clone(), why: e.to_string() })?;
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg: Value = if cfg_path.exists() {
-            let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
-            serde_json::from_str(&text).map_err(|e| ModelError::Json { path: cfg_path.clone(), source: e })?
+            let text = std::fs::read_to_string(&cfg_path).map_err(|e| DataError::io(&cfg_path, e))?;
+            serde_json::from_str(&text).map_err(|e| DataError::format(&cfg_path, format!("invalid JSON: {e}")))?
         } else {
             Value::Null
         };
+        apply_tokenizer_class(&mut inner, &cfg).map_err(|why| DataError::Tokenizer { path: path.clone(), why })?;
         let lookup = |key: &str| -> Option<(String, u32)> {
             let s = token_content(cfg.get(key)?)?;
             let id = inner.token_to_id(&s)?;
@@ -111,8 +141,26 @@ impl Tokenizer {
             Tokenizer::Hf { inner, path, .. } => inner
                 .encode(text, add_special)
                 .map(|e| e.get_ids().to_vec())
-                .map_err(|e| ModelError::Tokenizer { path: path.clone(), why: e.to_string() }),
+                .map_err(|e| DataError::Tokenizer { path: path.clone(), why: e.to_string() }),
             Tokenizer::Llama2c(t) => Ok(t.encode(text, add_special, false)),
+        }
+    }
+
+    /// Token ids of `text` without special tokens, with each token's byte range in `text` (how
+    /// a rendered chat is tokenized, as `apply_chat_template` does).
+    pub fn encode_with_offsets(&self, text: &str) -> Result<(Vec<u32>, Offsets)> {
+        match self {
+            Tokenizer::Hf { inner, path, .. } => {
+                let enc = inner
+                    .encode(text, false)
+                    .map_err(|e| DataError::Tokenizer { path: path.clone(), why: e.to_string() })?;
+                Ok((enc.get_ids().to_vec(), enc.get_offsets().to_vec()))
+            }
+            Tokenizer::Llama2c(t) => {
+                let ids = t.encode(text, false, false);
+                let offsets = t.offsets(&ids, text.len());
+                Ok((ids, offsets))
+            }
         }
     }
 
@@ -122,7 +170,7 @@ impl Tokenizer {
             Tokenizer::Hf { inner, path, .. } => inner
                 .encode((a, b), true)
                 .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
-                .map_err(|e| ModelError::Tokenizer { path: path.clone(), why: e.to_string() }),
+                .map_err(|e| DataError::Tokenizer { path: path.clone(), why: e.to_string() }),
             Tokenizer::Llama2c(t) => {
                 let mut ids = t.encode(a, true, false);
                 let n = ids.len();
@@ -138,7 +186,7 @@ impl Tokenizer {
         match self {
             Tokenizer::Hf { inner, path, .. } => inner
                 .decode(ids, skip_special)
-                .map_err(|e| ModelError::Tokenizer { path: path.clone(), why: e.to_string() }),
+                .map_err(|e| DataError::Tokenizer { path: path.clone(), why: e.to_string() }),
             Tokenizer::Llama2c(t) => Ok(t.decode(ids)),
         }
     }
@@ -210,8 +258,8 @@ pub struct Llama2cTokenizer {
 impl Llama2cTokenizer {
     /// Reads `path` holding `vocab_size` entries.
     pub fn load(path: &Path, vocab_size: usize) -> Result<Llama2cTokenizer> {
-        let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-        let bad = |why: &str| ModelError::Tokenizer { path: path.into(), why: why.into() };
+        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+        let bad = |why: &str| DataError::Tokenizer { path: path.into(), why: why.into() };
         let mut at = 4usize; // max_token_length
         let mut vocab = Vec::with_capacity(vocab_size);
         let mut scores = Vec::with_capacity(vocab_size);
@@ -280,6 +328,24 @@ impl Llama2cTokenizer {
             tokens.push(2);
         }
         tokens
+    }
+
+    /// Byte ranges of `ids` (an encoding of a `text_len`-byte text without BOS) in that text: the
+    /// dummy-prefix space occupies no text, byte-fallback pieces one byte each.
+    fn offsets(&self, ids: &[u32], text_len: usize) -> Vec<(usize, usize)> {
+        let mut at = 0usize;
+        let mut out = Vec::with_capacity(ids.len());
+        for (i, &id) in ids.iter().enumerate() {
+            let piece = &self.vocab[id as usize];
+            let mut len = if (3..259).contains(&id) { 1 } else { piece.len() };
+            if i == 0 && piece.first() == Some(&b' ') {
+                len -= 1;
+            }
+            let end = (at + len).min(text_len);
+            out.push((at, end));
+            at = end;
+        }
+        out
     }
 
     /// Decodes ids to text: `<0xNN>` pieces become bytes; the space after BOS is dropped.

@@ -1,0 +1,14 @@
+//! tunesmith's data pipeline: readers for every common fine-tuning format, schema detection into
+//! one internal form, chat templates rendered like transformers, tokenization with correct label
+//! masks, packing, batching, and dataset preparation (validation, dedup, splits, statistics).
+
+pub mod error;
+pub mod example;
+pub mod read;
+pub mod schema;
+pub mod template;
+pub mod tokenizer;
+pub mod write;
+
+pub use error::{DataError, Loc, Result, RowError};
+pub use example::{Example, Label, Message, Record, Role};

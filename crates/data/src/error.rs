@@ -20,9 +20,51 @@ impl fmt::Display for Loc {
     }
 }
 
+/// The kind of reason a row was rejected or removed, for the counts in summaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reject {
+    /// The row could not be read (malformed JSON/CSV, bad UTF-8, over the size limit).
+    Unreadable,
+    /// The row does not fit the schema (missing field, wrong type, unknown role...).
+    Invalid,
+    /// The chat template refused the conversation.
+    Template,
+    /// Longer than the maximum length, with the `drop` truncation strategy.
+    TooLong,
+    /// Nothing left to train on (no trained tokens, or all were truncated away).
+    NoTrainedTokens,
+    /// A duplicate of an earlier row.
+    Duplicate,
+    /// Removed by a length or emptiness filter.
+    Filtered,
+}
+
+impl Reject {
+    /// A short description for summaries.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reject::Unreadable => "unreadable",
+            Reject::Invalid => "invalid for the schema",
+            Reject::Template => "refused by the chat template",
+            Reject::TooLong => "longer than max_length (truncation = drop)",
+            Reject::NoTrainedTokens => "no trained tokens",
+            Reject::Duplicate => "duplicate",
+            Reject::Filtered => "filtered",
+        }
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
 /// Why one row was rejected.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowError {
+    /// The kind of reason.
+    pub kind: Reject,
     /// The row.
     pub loc: Loc,
     /// The field, when one is at fault (`messages[2].role`).
@@ -41,9 +83,48 @@ impl fmt::Display for RowError {
 }
 
 impl RowError {
-    /// A row error at `loc`.
+    /// A row error at `loc` (of kind [`Reject::Invalid`]; see [`RowError::kind`]).
     pub fn new(loc: &Loc, field: Option<&str>, why: impl Into<String>) -> RowError {
-        RowError { loc: loc.clone(), field: field.map(String::from), why: why.into() }
+        RowError { kind: Reject::Invalid, loc: loc.clone(), field: field.map(String::from), why: why.into() }
+    }
+
+    /// The same error with another kind.
+    pub fn kind(mut self, kind: Reject) -> RowError {
+        self.kind = kind;
+        self
+    }
+}
+
+/// Counts of rejected rows by kind, with a few examples of each, for summaries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RejectCounts {
+    /// Rows per kind.
+    pub counts: std::collections::BTreeMap<Reject, usize>,
+}
+
+impl RejectCounts {
+    /// Counts `errors`.
+    pub fn of(errors: &[RowError]) -> RejectCounts {
+        let mut c = RejectCounts::default();
+        for e in errors {
+            *c.counts.entry(e.kind).or_default() += 1;
+        }
+        c
+    }
+
+    /// All rejected rows.
+    pub fn total(&self) -> usize {
+        self.counts.values().sum()
+    }
+}
+
+impl fmt::Display for RejectCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.counts.is_empty() {
+            return f.write_str("none");
+        }
+        let parts: Vec<String> = self.counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        f.write_str(&parts.join(", "))
     }
 }
 

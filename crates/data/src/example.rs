@@ -94,6 +94,15 @@ pub enum Label {
     Value(f64),
 }
 
+impl std::fmt::Display for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Label::Class(c) => f.write_str(c),
+            Label::Value(v) => write!(f, "{v}"),
+        }
+    }
+}
+
 /// One training example in internal form.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Example {

@@ -2,13 +2,19 @@
 //! one internal form, chat templates rendered like transformers, tokenization with correct label
 //! masks, packing, batching, and dataset preparation (validation, dedup, splits, statistics).
 
+pub mod batch;
+pub mod dataset;
+pub mod encode;
 pub mod error;
 pub mod example;
+pub mod pack;
+pub mod prep;
 pub mod read;
 pub mod schema;
 pub mod template;
 pub mod tokenizer;
 pub mod write;
 
-pub use error::{DataError, Loc, Result, RowError};
+pub use dataset::{Dataset, LoadOptions, Source};
+pub use error::{DataError, Loc, Reject, RejectCounts, Result, RowError};
 pub use example::{Example, Label, Message, Record, Role};

@@ -164,6 +164,63 @@ impl Tokenizer {
         }
     }
 
+    /// Ids and token type ids of a classification input (a text or a text pair) with the
+    /// tokenizer's special tokens, truncated to `max_len` tokens longest-first (as transformers'
+    /// `truncation=True`), from the end or (`from_left`) the start. The flag says whether anything
+    /// was cut.
+    pub fn encode_for_classification(
+        &self,
+        a: &str,
+        b: Option<&str>,
+        max_len: Option<usize>,
+        from_left: bool,
+    ) -> Result<(Vec<u32>, Vec<u32>, bool)> {
+        use tokenizers::utils::truncation::{truncate_encodings, TruncationDirection, TruncationParams};
+        use tokenizers::PostProcessor;
+        match self {
+            Tokenizer::Hf { inner, path, .. } => {
+                let err = |e: tokenizers::Error| DataError::Tokenizer { path: path.clone(), why: e.to_string() };
+                let ea = inner.encode(a, false).map_err(err)?;
+                let eb = b.map(|b| inner.encode(b, false)).transpose().map_err(err)?;
+                let before = ea.len() + eb.as_ref().map_or(0, |e| e.len());
+                let added = inner.get_post_processor().map_or(0, |p| p.added_tokens(eb.is_some()));
+                let (ea, eb) = match max_len {
+                    Some(max) => {
+                        let params = TruncationParams {
+                            max_length: max.saturating_sub(added),
+                            direction: if from_left { TruncationDirection::Left } else { TruncationDirection::Right },
+                            ..TruncationParams::default()
+                        };
+                        truncate_encodings(ea, eb, &params).map_err(err)?
+                    }
+                    None => (ea, eb),
+                };
+                let after = ea.len() + eb.as_ref().map_or(0, |e| e.len());
+                let enc = inner.post_process(ea, eb, true).map_err(err)?;
+                Ok((enc.get_ids().to_vec(), enc.get_type_ids().to_vec(), after < before))
+            }
+            Tokenizer::Llama2c(t) => {
+                let mut ids = t.encode(a, true, false);
+                let n = ids.len();
+                if let Some(b) = b {
+                    ids.extend(t.encode(b, false, false));
+                }
+                let mut types: Vec<u32> = (0..ids.len()).map(|i| u32::from(i >= n)).collect();
+                let cut = max_len.is_some_and(|m| ids.len() > m);
+                if let Some(m) = max_len.filter(|_| cut) {
+                    if from_left {
+                        ids.drain(1..ids.len() - m + 1);
+                        types.drain(1..types.len() - m + 1);
+                    } else {
+                        ids.truncate(m);
+                        types.truncate(m);
+                    }
+                }
+                Ok((ids, types, cut))
+            }
+        }
+    }
+
     /// Ids and token type ids of a text pair (BERT-style `[CLS] a [SEP] b [SEP]`).
     pub fn encode_pair(&self, a: &str, b: &str) -> Result<(Vec<u32>, Vec<u32>)> {
         match self {

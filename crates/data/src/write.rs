@@ -137,7 +137,7 @@ pub fn to_format(r: &Record, format: OutputFormat) -> std::result::Result<Value,
             }
         }
         (OutputFormat::ShareGpt, Example::Chat { messages, tools }) => {
-            m.insert("conversations".into(), sharegpt_turns(messages));
+            m.insert("conversations".into(), sharegpt_turns(messages).map_err(err)?);
             if let Some(t) = tools {
                 m.insert("tools".into(), Value::String(t.to_string()));
             }
@@ -145,11 +145,11 @@ pub fn to_format(r: &Record, format: OutputFormat) -> std::result::Result<Value,
         (OutputFormat::ShareGpt, Example::Preference { prompt, chosen, rejected, tools }) => {
             let one = |side: &[Message]| -> std::result::Result<Value, String> {
                 match side {
-                    [m] => Ok(json!({"from": sharegpt_role(m), "value": m.content})),
+                    [m] => sharegpt_turn(m),
                     _ => Err("ShareGPT preference rows hold one reply per side".into()),
                 }
             };
-            m.insert("conversations".into(), sharegpt_turns(prompt));
+            m.insert("conversations".into(), sharegpt_turns(prompt).map_err(err)?);
             m.insert("chosen".into(), one(chosen).map_err(err)?);
             m.insert("rejected".into(), one(rejected).map_err(err)?);
             if let Some(t) = tools {
@@ -172,8 +172,25 @@ pub fn to_format(r: &Record, format: OutputFormat) -> std::result::Result<Value,
     Ok(with_extra(m, &r.extra))
 }
 
-fn sharegpt_turns(ms: &[Message]) -> Value {
-    Value::Array(ms.iter().map(|m| json!({"from": sharegpt_role(m), "value": m.content})).collect())
+/// ShareGPT turns, refusing what the format cannot hold (train weights, message names, tool
+/// call ids, and tool calls other than a `function_call` turn's own JSON text).
+fn sharegpt_turns(ms: &[Message]) -> std::result::Result<Value, String> {
+    ms.iter().map(sharegpt_turn).collect::<std::result::Result<Vec<_>, _>>().map(Value::Array)
+}
+
+fn sharegpt_turn(m: &Message) -> std::result::Result<Value, String> {
+    if m.weight.is_some() || m.name.is_some() || m.tool_call_id.is_some() {
+        return Err(
+            "ShareGPT turns cannot hold train weights, names or tool call ids; convert to openai or jsonl".into()
+        );
+    }
+    if let Some(calls) = &m.tool_calls {
+        let reparsed = crate::schema::function_call_tool_calls(&m.content);
+        if reparsed.as_ref() != Some(calls) {
+            return Err("ShareGPT function_call turns hold the calls as JSON text; this message's tool calls differ from its text; convert to openai or jsonl".into());
+        }
+    }
+    Ok(json!({"from": sharegpt_role(m), "value": m.content}))
 }
 
 fn alpaca(m: &mut Map<String, Value>, messages: &[Message]) -> std::result::Result<(), String> {
@@ -188,8 +205,10 @@ fn alpaca(m: &mut Map<String, Value>, messages: &[Message]) -> std::result::Resu
     let mut history = Vec::new();
     for pair in rest.chunks(2) {
         let (u, a) = (&pair[0], &pair[1]);
-        if u.role != Role::User || a.role != Role::Assistant || a.tool_calls.is_some() || a.weight.is_some() {
-            return Err("Alpaca needs alternating user/assistant turns without tool calls or weights".into());
+        let plain =
+            |m: &Message| m.tool_calls.is_none() && m.weight.is_none() && m.name.is_none() && m.tool_call_id.is_none();
+        if u.role != Role::User || a.role != Role::Assistant || !plain(u) || !plain(a) {
+            return Err("Alpaca needs alternating user/assistant turns without tool calls, weights or names".into());
         }
         history.push(json!([u.content, a.content]));
     }

@@ -6,13 +6,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use tunesmith_engine::{Graph, Tensor};
 use tunesmith_models::weights::{save_safetensors, Checkpoint};
 use tunesmith_models::{hub, Batch, LoadOptions, Model, Task};
-
-type Repos = HashMap<String, (String, Vec<(String, Vec<u8>)>)>;
+use tunesmith_testkit::fake_hub::{FakeHub, FakeRepo, RepoKind};
 
 fn fixture() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/llama_gqa")
@@ -47,66 +45,6 @@ fn sharded_files(dir: &Path, tmp: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-fn serve(repos: Arc<Repos>) -> (String, std::thread::JoinHandle<()>, Arc<tiny_http::Server>) {
-    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-    let addr = format!("http://{}", server.server_addr().to_ip().unwrap());
-    let s = server.clone();
-    let handle = std::thread::spawn(move || {
-        for req in s.incoming_requests() {
-            let url = req.url().to_string();
-            let range = req.headers().iter().find(|h| h.field.equiv("Range")).map(|h| h.value.as_str().to_string());
-            let header = |k: &str, v: &str| tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap();
-            let resp = if let Some(rest) = url.strip_prefix("/api/models/") {
-                let id = rest.split("/revision/").next().unwrap_or("");
-                match repos.get(id) {
-                    Some((sha, files)) => {
-                        let siblings: Vec<_> = files.iter().map(|(n, _)| serde_json::json!({"rfilename": n})).collect();
-                        let body = serde_json::json!({"sha": sha, "siblings": siblings}).to_string();
-                        tiny_http::Response::from_data(body.into_bytes())
-                            .with_header(header("Content-Type", "application/json"))
-                    }
-                    None => tiny_http::Response::from_data(b"{\"error\":\"Repository not found\"}".to_vec())
-                        .with_status_code(404),
-                }
-            } else if let Some((id, file)) = url.trim_start_matches('/').split_once("/resolve/") {
-                let file = file.split_once('/').map(|(_, f)| f).unwrap_or("");
-                match repos
-                    .get(id)
-                    .and_then(|(sha, files)| files.iter().find(|(n, _)| n == file).map(|(_, d)| (sha, d)))
-                {
-                    Some((sha, data)) => {
-                        let start = range
-                            .as_deref()
-                            .and_then(|r| r.strip_prefix("bytes="))
-                            .and_then(|r| r.split('-').next())
-                            .and_then(|s| s.parse::<usize>().ok())
-                            .unwrap_or(0);
-                        let end = range
-                            .as_deref()
-                            .and_then(|r| r.split('-').nth(1))
-                            .and_then(|s| s.parse::<usize>().ok())
-                            .map_or(data.len(), |e| (e + 1).min(data.len()));
-                        let etag = format!("\"{:x}-{}\"", data.len(), file.len());
-                        tiny_http::Response::from_data(data[start..end].to_vec())
-                            .with_status_code(if range.is_some() { 206 } else { 200 })
-                            .with_header(header(
-                                "Content-Range",
-                                &format!("bytes {start}-{}/{}", end.saturating_sub(1), data.len()),
-                            ))
-                            .with_header(header("ETag", &etag))
-                            .with_header(header("X-Repo-Commit", sha))
-                    }
-                    None => tiny_http::Response::from_data(b"Entry not found".to_vec()).with_status_code(404),
-                }
-            } else {
-                tiny_http::Response::from_data(b"not found".to_vec()).with_status_code(404)
-            };
-            let _ = req.respond(resp);
-        }
-    });
-    (addr, handle, server)
-}
-
 fn logits(dir: &Path) -> Tensor {
     let (model, _) = Model::load(dir, &LoadOptions::new(Task::CausalLm)).unwrap();
     let batch = Batch::from_ids(&[vec![3, 14, 15, 92, 6]]).unwrap();
@@ -117,20 +55,22 @@ fn logits(dir: &Path) -> Tensor {
 #[test]
 fn hub_download_cache_and_offline() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut repos: Repos = HashMap::new();
+    let repo = |sha: &str, files| FakeRepo { sha: sha.into(), files };
+    let mut repos = HashMap::new();
     repos.insert(
-        "tiny-org/llama-gqa".into(),
-        ("a1b2c3d4e5f60718293a4b5c6d7e8f9012345678".into(), repo_files(&fixture())),
+        (RepoKind::Model, "tiny-org/llama-gqa".into()),
+        repo("a1b2c3d4e5f60718293a4b5c6d7e8f9012345678", repo_files(&fixture())),
     );
     repos.insert(
-        "tiny-org/llama-sharded".into(),
-        ("0123456789abcdef0123456789abcdef01234567".into(), sharded_files(&fixture(), tmp.path())),
+        (RepoKind::Model, "tiny-org/llama-sharded".into()),
+        repo("0123456789abcdef0123456789abcdef01234567", sharded_files(&fixture(), tmp.path())),
     );
     repos.insert(
-        "tiny-org/not-a-model".into(),
-        ("ffffffffffffffffffffffffffffffffffffffff".into(), vec![("README.md".into(), b"hi".to_vec())]),
+        (RepoKind::Model, "tiny-org/not-a-model".into()),
+        repo("ffffffffffffffffffffffffffffffffffffffff", vec![("README.md".into(), b"hi".to_vec())]),
     );
-    let (addr, _handle, server) = serve(Arc::new(repos));
+    let mut server = FakeHub::serve(repos);
+    let addr = server.endpoint.clone();
     let home = tmp.path().join("hf_home");
     std::env::set_var("HF_HOME", &home);
     std::env::set_var("HF_ENDPOINT", &addr);
@@ -156,7 +96,7 @@ fn hub_download_cache_and_offline() {
     assert!(err.contains("config.json"), "{err}");
 
     // Offline: the cache serves what was downloaded, with no server at all.
-    server.unblock();
+    server.stop();
     std::env::set_var("HF_ENDPOINT", "http://127.0.0.1:9");
     std::env::set_var("HF_HUB_OFFLINE", "1");
     let dir = hub::resolve_model("tiny-org/llama-gqa").unwrap();

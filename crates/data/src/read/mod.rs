@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 pub use hub::resolve_dataset;
 pub(crate) use json::kind as json_kind;
 
-use crate::error::{DataError, Loc, Result, RowError};
+use crate::error::{DataError, Loc, Reject, Result, RowError};
 
 /// A file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,10 +65,12 @@ pub enum Header {
 /// How plain text is cut into examples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TextUnit {
+    /// Paragraphs when the file has blank-line-separated paragraphs, else lines.
+    #[default]
+    Auto,
     /// One example per non-empty line.
     Line,
     /// One example per blank-line-separated paragraph.
-    #[default]
     Paragraph,
     /// The whole file is one example.
     Document,
@@ -89,7 +91,7 @@ pub struct ReadOptions {
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { format: None, header: Header::Auto, text_unit: TextUnit::Paragraph, max_row_bytes: 64 << 20 }
+        ReadOptions { format: None, header: Header::Auto, text_unit: TextUnit::Auto, max_row_bytes: 64 << 20 }
     }
 }
 
@@ -114,33 +116,63 @@ pub struct ReadOutput {
 }
 
 impl ReadOutput {
-    fn extend(&mut self, other: ReadOutput) {
+    pub(crate) fn extend(&mut self, other: ReadOutput) {
         self.rows.extend(other.rows);
         self.errors.extend(other.errors);
         self.files.extend(other.files);
     }
 }
 
-const DATA_EXTENSIONS: [&str; 8] = ["jsonl", "ndjson", "json", "csv", "tsv", "parquet", "txt", "tab"];
+const DATA_EXTENSIONS: [&str; 9] = ["jsonl", "ndjson", "json", "csv", "tsv", "parquet", "txt", "tab", "gz"];
 
-/// Detects a file's format from its extension, or by sniffing its first bytes.
+/// Whether a path names a gzip-compressed file (`.gz`), read transparently.
+fn is_gzip(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+}
+
+/// The first `n` bytes of a file (decompressed for `.gz`).
+fn head_bytes(path: &Path, n: usize) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut head = Vec::with_capacity(n);
+    let res = if is_gzip(path) {
+        flate2::read::MultiGzDecoder::new(f).take(n as u64).read_to_end(&mut head)
+    } else {
+        f.take(n as u64).read_to_end(&mut head)
+    };
+    res.map_err(|e| DataError::format(path, format!("cannot read: {e}")))?;
+    Ok(head)
+}
+
+/// Whether most of the first lines hold the same number (≥ 1) of tabs: a TSV file whatever its
+/// extension.
+fn looks_tab_separated(head: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).take(20).collect();
+    let Some(tabs) = lines.first().map(|l| l.matches('\t').count()).filter(|&t| t > 0) else {
+        return false;
+    };
+    let same = lines.iter().filter(|l| l.matches('\t').count() == tabs).count();
+    same * 10 >= lines.len() * 9
+}
+
+/// Detects a file's format from its extension (under any `.gz`), or by sniffing its first bytes.
 pub fn detect_format(path: &Path) -> Result<Format> {
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let inner = if is_gzip(path) { Path::new(path.file_stem().unwrap_or_default()) } else { path };
+    let ext = inner.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("jsonl") | Some("ndjson") => return Ok(Format::Jsonl),
         Some("csv") => return Ok(Format::Csv),
         Some("tsv") | Some("tab") => return Ok(Format::Tsv),
         Some("parquet") => return Ok(Format::Parquet),
-        Some("txt") | Some("md") => return Ok(Format::Text),
+        Some("md") => return Ok(Format::Text),
         _ => {}
     }
-    let mut head = vec![0u8; 64 * 1024];
-    let n = {
-        use std::io::Read;
-        let mut f = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-        f.read(&mut head).map_err(|e| DataError::io(path, e))?
-    };
-    let head = &head[..n];
+    let head = head_bytes(path, 64 * 1024)?;
+    let head = head.as_slice();
+    if ext.as_deref() == Some("txt") {
+        return Ok(if looks_tab_separated(head) { Format::Tsv } else { Format::Text });
+    }
     if head.starts_with(b"PAR1") {
         return Ok(Format::Parquet);
     }
@@ -160,16 +192,7 @@ pub fn detect_format(path: &Path) -> Result<Format> {
                 Ok(Format::Jsonl)
             }
         }
-        _ => {
-            let text = String::from_utf8_lossy(head);
-            let lines: Vec<&str> = text.lines().take(20).collect();
-            let tabbed = lines.iter().filter(|l| l.contains('\t')).count();
-            if !lines.is_empty() && tabbed * 10 >= lines.len() * 9 {
-                Ok(Format::Tsv)
-            } else {
-                Ok(Format::Text)
-            }
-        }
+        _ => Ok(if looks_tab_separated(head) { Format::Tsv } else { Format::Text }),
     }
 }
 
@@ -228,13 +251,26 @@ pub fn read_file(path: &Path, opts: &ReadOptions) -> Result<ReadOutput> {
         Format::Parquet => parquet::read(&file)?,
         Format::Text => text::read(&file, opts)?,
     };
+    for e in &mut out.errors {
+        e.kind = Reject::Unreadable;
+    }
     out.files.push(path.to_path_buf());
     Ok(out)
 }
 
 /// Reads raw bytes of a path, naming it in errors.
+/// `.gz` files are decompressed.
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| DataError::io(path, e))
+    let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    if !is_gzip(path) {
+        return Ok(raw);
+    }
+    use std::io::Read;
+    let mut out = Vec::with_capacity(raw.len() * 4);
+    flate2::read::MultiGzDecoder::new(raw.as_slice())
+        .read_to_end(&mut out)
+        .map_err(|e| DataError::format(path, format!("not a valid gzip file: {e}")))?;
+    Ok(out)
 }
 
 /// Human-readable byte size.

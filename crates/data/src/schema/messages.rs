@@ -110,17 +110,10 @@ pub fn sharegpt_messages(f: &Fields, field: &str, v: &Value) -> Result<Vec<Messa
         }
         let msg = match from {
             "function_call" => {
-                let call: Value = serde_json::from_str(value)
-                    .map_err(|e| f.err(&at(content_key), format!("function_call value is not JSON: {e}")))?;
-                let calls: Vec<Value> = match call {
-                    Value::Array(a) => a,
-                    other => vec![other],
-                };
-                let tool_calls: Vec<Value> = calls
-                    .into_iter()
-                    .map(|c| json!({"type": "function", "function": {"name": c.get("name").cloned().unwrap_or(Value::Null), "arguments": c.get("arguments").cloned().unwrap_or(json!({}))}}))
-                    .collect();
-                Message { tool_calls: Some(Value::Array(tool_calls)), ..Message::new(Role::Assistant, value) }
+                let tool_calls = function_call_tool_calls(value).ok_or_else(|| {
+                    f.err(&at(content_key), "function_call value must be a JSON object (or list) of {name, arguments}")
+                })?;
+                Message { tool_calls: Some(tool_calls), ..Message::new(Role::Assistant, value) }
             }
             other => {
                 let role = Role::parse(other).ok_or_else(|| {
@@ -135,6 +128,23 @@ pub fn sharegpt_messages(f: &Fields, field: &str, v: &Value) -> Result<Vec<Messa
         out.push(msg);
     }
     Ok(out)
+}
+
+/// OpenAI-style `tool_calls` of a ShareGPT `function_call` turn's JSON text (`{name, arguments}`
+/// or a list of them); `None` when the text is not such JSON.
+pub fn function_call_tool_calls(value: &str) -> Option<Value> {
+    let calls: Vec<Value> = match serde_json::from_str(value).ok()? {
+        Value::Array(a) => a,
+        other @ Value::Object(_) => vec![other],
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(calls.len());
+    for c in calls {
+        let name = c.get("name")?.clone();
+        let arguments = c.get("arguments").cloned().unwrap_or(json!({}));
+        out.push(json!({"type": "function", "function": {"name": name, "arguments": arguments}}));
+    }
+    Some(Value::Array(out))
 }
 
 /// The ShareGPT `from` name of a message.

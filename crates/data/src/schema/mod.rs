@@ -12,7 +12,7 @@ use std::str::FromStr;
 use serde_json::Value;
 
 pub use fields::Fields;
-pub use messages::{openai_messages, sharegpt_messages, sharegpt_role};
+pub use messages::{function_call_tool_calls, openai_messages, sharegpt_messages, sharegpt_role};
 
 use crate::error::{DataError, Result, RowError};
 use crate::example::{Example, Label, Message, Record, Role};
@@ -115,7 +115,7 @@ impl FieldMap {
         Ok(FieldMap { map })
     }
 
-    fn apply(&self, row: &mut RawRow) {
+    pub(crate) fn apply(&self, row: &mut RawRow) {
         for (canonical, column) in &self.map {
             if let Some(v) = row.value.remove(column) {
                 row.value.insert(canonical.clone(), v);

@@ -96,6 +96,52 @@ pub fn load_from_dir(dir: &Path) -> Result<Option<(String, SpecialTokenVars)>> {
     Ok(source.map(|s| (s, vars)))
 }
 
+/// Chooses a chat template: `spec` names a fallback (`chatml`, `llama3`, `alpaca`) or a `.jinja`
+/// file; without one, the model's own template from `model_dir` is used, if it has one. The
+/// model's special tokens are available to every choice.
+pub fn resolve(spec: Option<&str>, model_dir: Option<&Path>) -> Result<Option<ChatTemplate>> {
+    let own = match model_dir {
+        Some(d) => load_from_dir(d)?,
+        None => None,
+    };
+    let special = match (&own, model_dir) {
+        (Some((_, vars)), _) => vars.clone(),
+        (None, Some(d)) if d.join("tokenizer_config.json").exists() => {
+            let p = d.join("tokenizer_config.json");
+            let text = std::fs::read_to_string(&p).map_err(|e| DataError::io(&p, e))?;
+            special_token_vars(
+                &serde_json::from_str(&text).map_err(|e| DataError::format(&p, format!("invalid JSON: {e}")))?,
+            )
+        }
+        _ => SpecialTokenVars::new(),
+    };
+    match spec {
+        None | Some("model") | Some("auto") => match own {
+            Some((src, vars)) => ChatTemplate::new(&src, vars).map(Some),
+            None if spec == Some("model") => Err(DataError::Template(format!(
+                "{} has no chat_template; choose one of chatml, llama3, alpaca or a .jinja file",
+                model_dir.map_or("the model".into(), |d| d.display().to_string())
+            ))),
+            None => Ok(None),
+        },
+        Some(name) => {
+            if let Some(src) = fallback(name) {
+                return ChatTemplate::new(src, special).map(Some);
+            }
+            let path = Path::new(name);
+            if path.is_file() {
+                let src = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+                return ChatTemplate::new(&src, special)
+                    .map_err(|e| DataError::Template(format!("{}: {e}", path.display())))
+                    .map(Some);
+            }
+            Err(DataError::Template(format!(
+                "'{name}' is neither a built-in template (chatml, llama3, alpaca, model) nor a template file"
+            )))
+        }
+    }
+}
+
 /// A compiled chat template.
 pub struct ChatTemplate {
     env: Environment<'static>,
@@ -311,6 +357,17 @@ impl ChatTemplate {
         tools: Option<&Json>,
         extra: &Map<String, Json>,
     ) -> Result<Vec<TurnSpan>> {
+        self.render_with_spans(messages, tools, extra).map(|(_, spans)| spans)
+    }
+
+    /// The full rendering of `messages` and the spans of its assistant messages (see
+    /// [`ChatTemplate::assistant_spans`]).
+    pub fn render_with_spans(
+        &self,
+        messages: &[Json],
+        tools: Option<&Json>,
+        extra: &Map<String, Json>,
+    ) -> Result<(String, Vec<TurnSpan>)> {
         let full = self.render(messages, tools, false, extra)?;
         let assistants: Vec<usize> = messages
             .iter()
@@ -326,11 +383,12 @@ impl ChatTemplate {
                     assistants.len()
                 )));
             }
-            return Ok(assistants
+            let spans = assistants
                 .iter()
                 .zip(&full.generation)
                 .map(|(&i, &(s, e))| TurnSpan { message: i, start: s, end: e })
-                .collect());
+                .collect();
+            return Ok((full.text, spans));
         }
         let mut spans = Vec::with_capacity(assistants.len());
         for &i in &assistants {
@@ -350,7 +408,7 @@ impl ChatTemplate {
             }
             spans.push(TurnSpan { message: i, start: prompt.len(), end });
         }
-        Ok(spans)
+        Ok((full.text, spans))
     }
 }
 

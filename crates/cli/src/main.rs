@@ -1,0 +1,72 @@
+//! `tunesmith`: fine-tune foundation models from one binary.
+//!
+//! Exit codes: 0 success; 1 the command ran and found problems (rejected rows, a failed run);
+//! 2 bad input (unreadable files, invalid options or data). Errors never panic.
+
+mod data;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Fine-tune foundation models: full, partial or parameter-efficient, from a config file.
+#[derive(Parser)]
+#[command(name = "tunesmith", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect, validate, convert, split and measure datasets.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+}
+
+/// The command found problems it already reported (exit code 1).
+#[derive(Debug)]
+pub struct Problems(pub String);
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Problems {}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<Problems>().is_some() {
+        return 1;
+    }
+    let bad_input = e.chain().any(|c| {
+        c.is::<tunesmith_data::DataError>() || c.is::<tunesmith_models::ModelError>() || c.is::<std::io::Error>()
+    });
+    if bad_input {
+        2
+    } else {
+        1
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Data(cmd) => data::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Test support shared by tunesmith's crates.
+
+pub mod fake_hub;

@@ -43,7 +43,7 @@ CONVERSATIONS = {
                     {"role": "user", "content": "Why?"}, {"role": "assistant", "content": "To get to the other side."}],
     "prompt_only": [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Good morning"}],
     "unicode": [{"role": "user", "content": "Traduis « bonjour » en 日本語 👋 and keep \"quotes\", 'apostrophes' & {{braces}}.\nSecond line\ttab."},
-                {"role": "assistant", "content": "« bonjour » → こんにちは 👋\n\n- done"}],
+                {"role": "assistant", "content": "« bonjour » → こんにちは 👋\n\n1. done in 2021\n\n  2. ok"}],
     "tools": [{"role": "user", "content": "What's the weather in Paris?"},
               {"role": "assistant", "content": "", "tool_calls": [{"id": "call12345", "type": "function",
                                                                    "function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}}]},

@@ -1,6 +1,8 @@
 //! `cargo run --release -p bench -- <suite>`: tunesmith side by side with its Python peers,
 //! in one invocation on the same machine and thread count. See bench/README.md.
 
+mod data;
+mod eval;
 mod ops;
 mod peer;
 mod table;
@@ -18,6 +20,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Suite {
+    /// Tokenizing and packing chat examples against TRL's SFT preprocessing.
+    Data(data::Args),
+    /// BLEU and ROUGE over many pairs against sacrebleu and rouge-score.
+    Eval(eval::Args),
     /// Fused ops (forward+backward) against the same ops in PyTorch.
     Ops(ops::Args),
     /// Training steps of peer.py's workloads against PyTorch + transformers + PEFT.
@@ -31,6 +37,8 @@ fn main() -> anyhow::Result<()> {
     tunesmith_engine::alloc::configure();
     let cli = Cli::parse();
     match cli.suite {
+        Suite::Data(a) => data::run(a),
+        Suite::Eval(a) => eval::run(a),
         Suite::Ops(a) => ops::run(a),
         Suite::Train(a) => train::run(a),
         Suite::TrainOne(a) => train::run_one(a),

@@ -4,7 +4,9 @@
 //! 2 bad input (unreadable files, invalid options or data). Errors never panic.
 
 mod data;
+mod metrics;
 mod progress;
+mod report;
 
 use std::process::ExitCode;
 
@@ -23,6 +25,10 @@ enum Command {
     /// Inspect, validate, convert, split and measure datasets.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Score predictions against references (classification, regression, generation, lm, preference).
+    Metrics(metrics::MetricsArgs),
+    /// Render a run's HTML and JSON report from its metrics log.
+    Report(report::ReportArgs),
 }
 
 /// The command found problems it already reported (exit code 1).
@@ -37,12 +43,28 @@ impl std::fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
+/// The user's input is wrong in a way the message explains (exit code 2).
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
 fn exit_code(e: &anyhow::Error) -> u8 {
     if e.downcast_ref::<Problems>().is_some() {
         return 1;
     }
     let bad_input = e.chain().any(|c| {
-        c.is::<tunesmith_data::DataError>() || c.is::<tunesmith_models::ModelError>() || c.is::<std::io::Error>()
+        c.is::<tunesmith_data::DataError>()
+            || c.is::<tunesmith_models::ModelError>()
+            || c.is::<tunesmith_eval::EvalError>()
+            || c.is::<BadInput>()
+            || c.is::<std::io::Error>()
     });
     if bad_input {
         2
@@ -61,6 +83,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Data(cmd) => data::run(cmd),
+        Command::Metrics(a) => metrics::run(a),
+        Command::Report(a) => report::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -60,20 +60,57 @@ fn token_content(v: &Value) -> Option<String> {
     }
 }
 
-/// Applies what transformers' tokenizer class does on top of tokenizer.json. Its
-/// `LlamaTokenizer` (Llama 2, Mistral, Phi-3, TinyLlama...) drops the saved normalizer and splits
-/// with a Metaspace pre-tokenizer that adds the "▁" word prefix only before the first piece
-/// (`prepend_scheme="first"`, or `"always"` with `legacy: true`; never with
-/// `add_prefix_space: false`), so no prefix is added after special tokens such as `<|user|>`.
+/// The regex transformers' `Qwen2Tokenizer` splits with before byte-level encoding.
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Applies what transformers (v5) does on top of tokenizer.json: a tokenizer class with its own
+/// constructor keeps the file's vocabulary, merges and post-processor but rebuilds the
+/// normalizer and pre-tokenizer itself.
+/// - `LlamaTokenizer` (Llama 2, Mistral, Phi-3, TinyLlama...) drops the normalizer and splits
+///   with a Metaspace pre-tokenizer that adds the "▁" word prefix only before the first piece
+///   (`prepend_scheme="first"`, or `"always"` with `legacy: true`; never with
+///   `add_prefix_space: false`), so no prefix is added after special tokens such as `<|user|>`.
+/// - `GPT2Tokenizer` (SmolLM, GPT-2...) drops the normalizer and any extra pre-tokenizer (such as
+///   SmolLM2's digit splitter) and keeps only byte-level splitting, so "\n\n1" is three tokens.
+/// - `Qwen2Tokenizer` normalizes to NFC and splits with its own regex before byte-level encoding.
 fn apply_tokenizer_class(inner: &mut tokenizers::Tokenizer, cfg: &Value) -> std::result::Result<(), String> {
-    use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
-    let class = cfg.get("tokenizer_class").and_then(Value::as_str).unwrap_or("");
-    if !matches!(class, "LlamaTokenizer" | "LlamaTokenizerFast") {
-        return Ok(());
-    }
     if !matches!(inner.get_model(), tokenizers::ModelWrapper::BPE(_)) {
         return Ok(());
     }
+    let class = cfg.get("tokenizer_class").and_then(Value::as_str).unwrap_or("");
+    let class = class.strip_suffix("Fast").unwrap_or(class);
+    match class {
+        "LlamaTokenizer" => apply_llama_class(inner, cfg),
+        "GPT2Tokenizer" | "Qwen2Tokenizer" => {
+            use tokenizers::normalizers::unicode::NFC;
+            use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+            use tokenizers::pre_tokenizers::sequence::Sequence;
+            use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+            use tokenizers::{NormalizerWrapper, PreTokenizerWrapper, SplitDelimiterBehavior};
+            let add_prefix_space = cfg.get("add_prefix_space").and_then(Value::as_bool).unwrap_or(false);
+            if class == "GPT2Tokenizer" {
+                inner.with_normalizer(None::<NormalizerWrapper>).map_err(|e| e.to_string())?;
+                inner.with_pre_tokenizer(Some(ByteLevel::new(add_prefix_space, true, true)));
+            } else {
+                inner.with_normalizer(Some(NFC)).map_err(|e| e.to_string())?;
+                let split =
+                    Split::new(SplitPattern::Regex(QWEN2_SPLIT.into()), SplitDelimiterBehavior::Isolated, false)
+                        .map_err(|e| e.to_string())?;
+                inner.with_pre_tokenizer(Some(Sequence::new(vec![
+                    PreTokenizerWrapper::Split(split),
+                    PreTokenizerWrapper::ByteLevel(ByteLevel::new(add_prefix_space, true, false)),
+                ])));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The `LlamaTokenizer` part of [`apply_tokenizer_class`].
+fn apply_llama_class(inner: &mut tokenizers::Tokenizer, cfg: &Value) -> std::result::Result<(), String> {
+    use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
     let legacy = cfg.get("legacy").and_then(Value::as_bool).unwrap_or(false);
     let add_prefix_space = cfg.get("add_prefix_space").and_then(Value::as_bool).unwrap_or(true);
     let scheme = match (add_prefix_space, legacy) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::{mb, read_bytes, Header, RawRow, ReadOptions, ReadOutput};
+use super::{mb, Header, RawRow, ReadOptions, ReadOutput};
 use crate::error::{DataError, Loc, Result, RowError};
 
 fn decode_fields(rec: &csv::ByteRecord) -> std::result::Result<Vec<String>, (usize, usize)> {
@@ -18,14 +18,13 @@ fn decode_fields(rec: &csv::ByteRecord) -> std::result::Result<Vec<String>, (usi
 }
 
 /// Reads a delimited file.
-pub fn read(file: &Arc<Path>, delimiter: u8, opts: &ReadOptions) -> Result<ReadOutput> {
-    let bytes = read_bytes(file)?;
+pub fn read(file: &Arc<Path>, bytes: &[u8], delimiter: u8, opts: &ReadOptions) -> Result<ReadOutput> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .delimiter(delimiter)
         .flexible(true)
         .quoting(delimiter != b'\t')
-        .from_reader(bytes.as_slice());
+        .from_reader(bytes);
     let mut records: Vec<(usize, csv::ByteRecord)> = Vec::new();
     let mut out = ReadOutput::default();
     for result in reader.byte_records() {

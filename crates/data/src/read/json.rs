@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{mb, read_bytes, RawRow, ReadOptions, ReadOutput};
+use super::{mb, RawRow, ReadOptions, ReadOutput};
 use crate::error::{DataError, Loc, Result, RowError};
 
 fn to_row(value: Value, loc: Loc, out: &mut ReadOutput) {
@@ -29,8 +29,7 @@ pub(crate) fn kind(v: &Value) -> &'static str {
 }
 
 /// One object per line; blank lines are skipped; each bad line is one row error.
-pub fn read_jsonl(file: &Arc<Path>, opts: &ReadOptions) -> Result<ReadOutput> {
-    let bytes = read_bytes(file)?;
+pub fn read_jsonl(file: &Arc<Path>, bytes: &[u8], opts: &ReadOptions) -> Result<ReadOutput> {
     let mut out = ReadOutput::default();
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let loc = Loc { file: file.clone(), line: i + 1 };
@@ -128,18 +127,17 @@ fn element_ranges(bytes: &[u8]) -> std::result::Result<Vec<(usize, usize)>, Stri
 }
 
 /// A JSON array of objects; each element parses (or fails) on its own.
-pub fn read_array(file: &Arc<Path>, opts: &ReadOptions) -> Result<ReadOutput> {
-    let bytes = read_bytes(file)?;
+pub fn read_array(file: &Arc<Path>, bytes: &[u8], opts: &ReadOptions) -> Result<ReadOutput> {
     let mut out = ReadOutput::default();
     let line_of = {
         let newlines: Vec<usize> = bytes.iter().enumerate().filter(|(_, &b)| b == b'\n').map(|(i, _)| i).collect();
         move |offset: usize| newlines.partition_point(|&n| n < offset) + 1
     };
-    let ranges = match element_ranges(&bytes) {
+    let ranges = match element_ranges(bytes) {
         Ok(r) => r,
         Err(why) => {
             // Recover the elements before a truncation, then report the cut.
-            let recovered = recover_prefix(&bytes);
+            let recovered = recover_prefix(bytes);
             for (s, e) in &recovered {
                 parse_element(&bytes[*s..*e], Loc { file: file.clone(), line: line_of(*s) }, opts, &mut out);
             }

@@ -244,18 +244,27 @@ pub fn read_file(path: &Path, opts: &ReadOptions) -> Result<ReadOutput> {
     };
     let file: Arc<Path> = Arc::from(path);
     let mut out = match format {
-        Format::Jsonl => json::read_jsonl(&file, opts)?,
-        Format::JsonArray => json::read_array(&file, opts)?,
-        Format::Csv => csv::read(&file, b',', opts)?,
-        Format::Tsv => csv::read(&file, b'\t', opts)?,
-        Format::Parquet => parquet::read(&file)?,
-        Format::Text => text::read(&file, opts)?,
+        Format::Parquet if !is_gzip(path) => parquet::read(&file)?,
+        _ => parse_bytes(format, &file, read_bytes(path)?, opts)?,
     };
     for e in &mut out.errors {
         e.kind = Reject::Unreadable;
     }
     out.files.push(path.to_path_buf());
     Ok(out)
+}
+
+/// Parses data already in memory as `format`, naming `file` in errors and row locations (what
+/// the fuzz targets drive).
+pub fn parse_bytes(format: Format, file: &Arc<Path>, bytes: Vec<u8>, opts: &ReadOptions) -> Result<ReadOutput> {
+    match format {
+        Format::Jsonl => json::read_jsonl(file, &bytes, opts),
+        Format::JsonArray => json::read_array(file, &bytes, opts),
+        Format::Csv => csv::read(file, &bytes, b',', opts),
+        Format::Tsv => csv::read(file, &bytes, b'\t', opts),
+        Format::Parquet => parquet::read_bytes(file, bytes),
+        Format::Text => text::read(file, &bytes, opts),
+    }
 }
 
 /// Reads raw bytes of a path, naming it in errors.

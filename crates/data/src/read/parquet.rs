@@ -3,16 +3,25 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::reader::{ChunkReader, FileReader, SerializedFileReader};
 use serde_json::Value;
 
 use super::{RawRow, ReadOutput};
 use crate::error::{DataError, Loc, Result, RowError};
 
-/// Reads every row group of a Parquet file.
+/// Reads every row group of a Parquet file, streaming from disk.
 pub fn read(file: &Arc<Path>) -> Result<ReadOutput> {
     let f = std::fs::File::open(file.as_ref()).map_err(|e| DataError::io(file.as_ref(), e))?;
-    let reader = SerializedFileReader::new(f)
+    read_from(file, f)
+}
+
+/// Reads Parquet data held in memory (named `file` in errors).
+pub fn read_bytes(file: &Arc<Path>, bytes: Vec<u8>) -> Result<ReadOutput> {
+    read_from(file, bytes::Bytes::from(bytes))
+}
+
+fn read_from<R: ChunkReader + 'static>(file: &Arc<Path>, data: R) -> Result<ReadOutput> {
+    let reader = SerializedFileReader::new(data)
         .map_err(|e| DataError::format(file.as_ref(), format!("not a readable Parquet file: {e}")))?;
     let rows =
         reader.get_row_iter(None).map_err(|e| DataError::format(file.as_ref(), format!("cannot read rows: {e}")))?;

@@ -6,17 +6,16 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::{mb, read_bytes, RawRow, ReadOptions, ReadOutput, TextUnit};
+use super::{mb, RawRow, ReadOptions, ReadOutput, TextUnit};
 use crate::error::{Loc, Result, RowError};
 
 /// One line: its number and text, or `None` when it is not valid UTF-8.
 type Line<'a> = (usize, Option<&'a str>);
 
 /// Reads a text file into `{"text": ...}` rows.
-pub fn read(file: &Arc<Path>, opts: &ReadOptions) -> Result<ReadOutput> {
-    let bytes = read_bytes(file)?;
+pub fn read(file: &Arc<Path>, bytes: &[u8], opts: &ReadOptions) -> Result<ReadOutput> {
     let mut out = ReadOutput::default();
-    let body = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     let lines: Vec<Line<'_>> = if body.is_empty() {
         Vec::new()
     } else {

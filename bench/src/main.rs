@@ -5,6 +5,7 @@ mod data;
 mod eval;
 mod ops;
 mod peer;
+mod sst2;
 mod table;
 mod timing;
 mod train;
@@ -24,6 +25,8 @@ enum Suite {
     Data(data::Args),
     /// BLEU and ROUGE over many pairs against sacrebleu and rouge-score.
     Eval(eval::Args),
+    /// Fine-tuning MiniLM on SST-2 (full, LoRA, feature extraction) against the HF Trainer.
+    Sst2(sst2::Args),
     /// Fused ops (forward+backward) against the same ops in PyTorch.
     Ops(ops::Args),
     /// Training steps of peer.py's workloads against PyTorch + transformers + PEFT.
@@ -39,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     match cli.suite {
         Suite::Data(a) => data::run(a),
         Suite::Eval(a) => eval::run(a),
+        Suite::Sst2(a) => sst2::run(a),
         Suite::Ops(a) => ops::run(a),
         Suite::Train(a) => train::run(a),
         Suite::TrainOne(a) => train::run_one(a),

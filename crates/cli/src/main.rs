@@ -7,6 +7,7 @@ mod data;
 mod metrics;
 mod progress;
 mod report;
+mod train;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,12 @@ enum Command {
     Metrics(metrics::MetricsArgs),
     /// Render a run's HTML and JSON report from its metrics log.
     Report(report::ReportArgs),
+    /// Fine-tune a model from a TOML run config.
+    Train(train::TrainArgs),
+    /// Write a commented starter run config.
+    Init(train::InitArgs),
+    /// Download a model from the Hub into the standard cache and print its folder.
+    Fetch(train::FetchArgs),
 }
 
 /// The command found problems it already reported (exit code 1).
@@ -85,6 +92,9 @@ fn main() -> ExitCode {
         Command::Data(cmd) => data::run(cmd),
         Command::Metrics(a) => metrics::run(a),
         Command::Report(a) => report::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Init(a) => train::init(a),
+        Command::Fetch(a) => train::fetch(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,133 @@
+//! `tunesmith train CONFIG` and `tunesmith init`: run a fine-tuning from a TOML config, and
+//! write a commented starter config.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{Map, Value};
+use tunesmith_train::config::STARTER;
+use tunesmith_train::{Progress, RunConfig, TrainError, Trainer};
+
+use crate::BadInput;
+
+/// Options of `tunesmith train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The run config (TOML); `tunesmith init` writes a starter.
+    config: PathBuf,
+    /// Override a config key, e.g. `--set train.lr=2e-5` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Continue the run from its latest checkpoint in output.dir.
+    #[arg(long)]
+    resume: bool,
+}
+
+/// Options of `tunesmith init`.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Where to write the config.
+    #[arg(default_value = "tunesmith.toml")]
+    path: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    force: bool,
+}
+
+/// Options of `tunesmith fetch`.
+#[derive(Args, Debug)]
+pub struct FetchArgs {
+    /// A Hub model id (`org/name`), honouring HF_ENDPOINT and HF_HUB_OFFLINE.
+    model: String,
+}
+
+/// Runs `tunesmith fetch`.
+pub fn fetch(a: FetchArgs) -> Result<()> {
+    let dir = tunesmith_models::hub::resolve_model(&a.model)?;
+    println!("{}", dir.display());
+    Ok(())
+}
+
+/// The training progress bar: loss, lr, tokens/s and ETA.
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn start(&mut self, total: u64, resumed_at: u64) {
+        self.0.set_length(total);
+        self.0.set_position(resumed_at);
+    }
+    fn step(&mut self, step: u64, loss: f64, lr: f64, tps: f64) {
+        self.0.set_position(step);
+        self.0.set_message(format!("loss {loss:.4} lr {lr:.2e} {tps:.0} tok/s"));
+    }
+    fn message(&mut self, line: &str) {
+        self.0.println(line);
+    }
+    fn finish(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn train_error(e: TrainError) -> anyhow::Error {
+    if e.is_bad_input() {
+        BadInput(e.to_string()).into()
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+fn show(metrics: &Option<Map<String, Value>>) -> String {
+    match metrics {
+        None => "no validation data".into(),
+        Some(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k} {}", v.as_f64().map_or(v.to_string(), |x| format!("{x:.4}"))))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// Runs `tunesmith train`.
+pub fn run(a: TrainArgs) -> Result<()> {
+    let cfg = RunConfig::load(&a.config, &a.overrides).map_err(train_error)?;
+    eprintln!("tunesmith: loading {} ...", cfg.model.path);
+    let trainer = Trainer::new(cfg, a.resume).map_err(train_error)?;
+    if a.resume {
+        match trainer.resumed() {
+            true => eprintln!("tunesmith: resuming at step {}", trainer.state().step),
+            false => eprintln!("tunesmith: no complete checkpoint to resume; starting from the beginning"),
+        }
+    }
+    let pb = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template("train [{bar:30}] {pos}/{len} {msg} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut bar = Bar(pb);
+    let summary = trainer.train(&mut bar).map_err(train_error)?;
+    println!("before: {}", show(&summary.initial_metrics));
+    println!(
+        "after:  {} ({} steps{})",
+        show(&summary.final_metrics),
+        summary.steps,
+        if summary.stopped_early { ", stopped early" } else { "" }
+    );
+    for o in &summary.outputs {
+        println!("output: {}", o.display());
+    }
+    println!("report: {}", summary.report.display());
+    Ok(())
+}
+
+/// Runs `tunesmith init`.
+pub fn init(a: InitArgs) -> Result<()> {
+    if a.path.exists() && !a.force {
+        return Err(BadInput(format!("{} exists; pass --force to overwrite it", a.path.display())).into());
+    }
+    std::fs::write(&a.path, STARTER)?;
+    println!("wrote {}; edit it, then run: tunesmith train {}", a.path.display(), a.path.display());
+    Ok(())
+}

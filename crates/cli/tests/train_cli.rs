@@ -1,0 +1,229 @@
+//! `tunesmith train` end to end on the real all-MiniLM-L6-v2 and the intents in examples/:
+//! bad input refused with one line and exit code 2; a run killed with SIGKILL (mid-run, and
+//! possibly mid-checkpoint) resumes to exactly the weights of an uninterrupted run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn minilm_dir() -> PathBuf {
+    if let Ok(p) = std::env::var("TUNESMITH_MINILM") {
+        return PathBuf::from(p);
+    }
+    let cache = std::env::var("TUNESMITH_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tunesmith"));
+    cache.join("models/all-MiniLM-L6-v2")
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tunesmith(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tunesmith")).args(args).current_dir(repo()).output().unwrap()
+}
+
+/// A small config: 64 training intents, LoRA r=4, 8 steps, a checkpoint every 2.
+fn config(dir: &Path, model: &Path, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"[model]
+path = "{model}"
+[task]
+kind = "classification"
+[data]
+train = "examples/intents/train.jsonl"
+validation_split = 0.0
+max_length = 48
+max_train_rows = 64
+[method]
+kind = "lora"
+lora_r = 4
+lora_targets = ["query", "value"]
+[train]
+max_steps = 8
+batch_size = 8
+lr = 1e-3
+warmup_steps = 2
+threads = 2
+seed = 7
+[output]
+dir = "{out}"
+save_every_steps = 2
+keep_last = 2
+{extra}"#,
+        model = model.display(),
+        out = dir.join("run").display(),
+    );
+    let path = dir.join("run.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn p(x: &Path) -> &str {
+    x.to_str().unwrap()
+}
+
+#[track_caller]
+fn refused(o: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "expected exit code 2: {err}");
+    let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {err}"));
+    for n in needles {
+        assert!(line.contains(n), "error line lacks {n:?}: {line}");
+    }
+}
+
+#[test]
+fn bad_input_is_refused_with_one_line_and_exit_code_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = minilm_dir();
+    // A config typo, in the file and on the command line.
+    let cfg = config(tmp.path(), &model, "[eval]\nmetrc = \"accuracy\"\n");
+    refused(&tunesmith(&["train", p(&cfg)]), &["eval.metrc", "did you mean `eval.metric`"]);
+    let cfg = config(tmp.path(), &model, "");
+    refused(&tunesmith(&["train", p(&cfg), "--set", "train.batchsize=4"]), &["train.batchsize", "train.batch_size"]);
+    // A missing model file.
+    let broken = tmp.path().join("broken-model");
+    std::fs::create_dir_all(&broken).unwrap();
+    if model.join("config.json").exists() {
+        for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+            std::fs::copy(model.join(f), broken.join(f)).unwrap();
+        }
+        let cfg = config(tmp.path(), &broken, "");
+        refused(&tunesmith(&["train", p(&cfg)]), &["safetensors"]);
+    } else {
+        eprintln!("SKIPPED part: no MiniLM at {} (run scripts/fetch-test-models.sh)", model.display());
+        return;
+    }
+    // A wrong schema: chat data for a classification task.
+    let chat = tmp.path().join("chat.jsonl");
+    std::fs::write(&chat, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"hello\"}]}\n").unwrap();
+    let cfg = config(tmp.path(), &model, "");
+    refused(
+        &tunesmith(&["train", p(&cfg), "--set", &format!("data.train={}", p(&chat))]),
+        &["chat.jsonl:1", "task.kind"],
+    );
+    // A label outside the label map.
+    refused(
+        &tunesmith(&["train", p(&cfg), "--set", "task.labels=[\"billing\", \"shipping\"]"]),
+        &["train.jsonl:", "is not in the label map", "task.labels"],
+    );
+    // Zero usable rows.
+    let empty = tmp.path().join("empty.jsonl");
+    std::fs::write(&empty, "{\"text\": \"no label here\"}\n{\"label\": \"billing\"}\n").unwrap();
+    refused(
+        &tunesmith(&["train", p(&cfg), "--set", &format!("data.train={}", p(&empty))]),
+        &["empty.jsonl", "data.schema"],
+    );
+    refused(
+        &tunesmith(&[
+            "train",
+            p(&cfg),
+            "--set",
+            &format!("data.train={}", p(&empty)),
+            "--set",
+            "data.schema=classification",
+        ]),
+        &["empty.jsonl", "no usable rows", "2 rejected"],
+    );
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Starts a run, SIGKILLs it once `ready(checkpoints dir)` holds, resumes it, and checks the
+/// final weights and logged losses against the uninterrupted run in `a`.
+fn kill_and_resume(model: &Path, a: &Path, ready: impl Fn(&Path) -> bool) {
+    let b = tempfile::tempdir().unwrap();
+    let cfg_b = config(b.path(), model, "");
+    let ckpts = b.path().join("run/checkpoints");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tunesmith"))
+        .args(["train", p(&cfg_b)])
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut killed = false;
+    while t0.elapsed() < Duration::from_secs(300) {
+        if ready(&ckpts) {
+            child.kill().unwrap(); // SIGKILL
+            killed = true;
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.wait().unwrap();
+    assert!(killed, "the run finished before it could be killed");
+    // No half-written checkpoint is visible as one: every step-* directory is complete.
+    for e in std::fs::read_dir(&ckpts).unwrap().flatten() {
+        let name = e.file_name().into_string().unwrap();
+        if name.starts_with("step-") && name.len() == "step-00000000".len() {
+            for f in ["state.json", "trainable.safetensors", "optimizer.safetensors"] {
+                assert!(e.path().join(f).exists(), "{name} lacks {f}");
+            }
+        }
+    }
+    assert!(!b.path().join("run/final").exists(), "the killed run must not have finished");
+    let o = tunesmith(&["train", p(&cfg_b), "--resume"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    for e in std::fs::read_dir(&ckpts).unwrap().flatten() {
+        assert!(e.path().join("state.json").exists(), "left behind: {}", e.path().display());
+    }
+    for f in ["final/adapter/adapter_model.safetensors", "final/head.safetensors"] {
+        assert!(read(&a.join("run").join(f)) == read(&b.path().join("run").join(f)), "{f} differs after resume");
+    }
+    // The logged training losses agree step for step.
+    let losses = |dir: &Path| -> Vec<String> {
+        String::from_utf8(read(&dir.join("run/metrics.jsonl")))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"train\""))
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                format!("{} {}", v["step"], v["loss"])
+            })
+            .collect()
+    };
+    assert_eq!(losses(a), losses(b.path()));
+    assert_eq!(losses(a).len(), 8);
+}
+
+#[test]
+fn a_run_killed_with_sigkill_resumes_to_the_uninterrupted_weights() {
+    let model = minilm_dir();
+    if !model.join("model.safetensors").exists() {
+        eprintln!("SKIPPED: no MiniLM at {} (run scripts/fetch-test-models.sh)", model.display());
+        return;
+    }
+    let a = tempfile::tempdir().unwrap();
+    let cfg_a = config(a.path(), &model, "");
+    let o = tunesmith(&["train", p(&cfg_a)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Mid-run: after the first complete checkpoint (often while the next is being written).
+    kill_and_resume(&model, a.path(), |ck| {
+        std::fs::read_dir(ck).map(|d| d.flatten().any(|e| e.path().join("state.json").exists())).unwrap_or(false)
+    });
+    // Mid-checkpoint: as soon as anything appears in the checkpoints directory, which is the
+    // first checkpoint's temporary directory.
+    kill_and_resume(&model, a.path(), |ck| std::fs::read_dir(ck).map(|d| d.count() > 0).unwrap_or(false));
+}
+
+#[test]
+fn init_writes_a_config_that_train_accepts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("t.toml");
+    let o = tunesmith(&["init", p(&path)]);
+    assert!(o.status.success());
+    let cfg = tunesmith_train::RunConfig::load(&path, &[]).unwrap();
+    assert_eq!(cfg.data.train, "examples/intents/train.jsonl");
+    let again = tunesmith(&["init", p(&path)]);
+    assert_eq!(again.status.code(), Some(2), "no silent overwrite");
+}

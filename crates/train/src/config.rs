@@ -1,0 +1,627 @@
+//! The run configuration: a TOML file whose every key can be overridden on the command line
+//! (`--set train.lr=2e-5`). Unknown keys are errors that name the key and suggest the nearest
+//! valid one.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+
+/// The whole run configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The pre-trained model.
+    pub model: ModelSection,
+    /// What the model is trained to do.
+    pub task: TaskSection,
+    /// The training data.
+    pub data: DataSection,
+    /// How the model is adapted.
+    #[serde(default)]
+    pub method: MethodSection,
+    /// Optimization.
+    #[serde(default)]
+    pub train: TrainSection,
+    /// Evaluation during training.
+    #[serde(default)]
+    pub eval: EvalSection,
+    /// Where results go.
+    #[serde(default)]
+    pub output: OutputSection,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// A model folder, or a Hub id (`org/name`).
+    pub path: String,
+    /// Compute dtype (only "f32" on CPU today).
+    #[serde(default = "default_dtype")]
+    pub dtype: String,
+}
+
+fn default_dtype() -> String {
+    "f32".into()
+}
+
+/// The kinds of task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// One label per text (or text pair).
+    Classification,
+    /// One number per text.
+    Regression,
+    /// Next-token prediction on text or chats (SFT).
+    CausalLm,
+}
+
+/// `[task]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSection {
+    /// The task.
+    pub kind: TaskKind,
+    /// Class names in id order (default: from the training data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+}
+
+/// `[data]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    /// Training file, folder or Hub dataset.
+    pub train: String,
+    /// Validation data; without it, `validation_split` of the training rows are held out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<String>,
+    /// Fraction of training rows held out when there is no validation file (0 = none).
+    #[serde(default = "default_validation_split")]
+    pub validation_split: f64,
+    /// The schema name, or "auto".
+    #[serde(default = "default_auto")]
+    pub schema: String,
+    /// Chat template: "model" (the tokenizer's), "chatml", "llama3", "alpaca" or a file.
+    #[serde(default = "default_model")]
+    pub template: String,
+    /// Longest sequence in tokens.
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+    /// Truncation: "right", "left" or "drop".
+    #[serde(default = "default_right")]
+    pub truncation: String,
+    /// Pack several examples per row (causal LM).
+    #[serde(default)]
+    pub packing: bool,
+    /// Which tokens train: "assistant", "last_assistant" or "all".
+    #[serde(default = "default_assistant")]
+    pub train_on: String,
+    /// Cap on training rows (0 = all), after shuffling with the seed.
+    #[serde(default)]
+    pub max_train_rows: usize,
+}
+
+fn default_validation_split() -> f64 {
+    0.1
+}
+fn default_auto() -> String {
+    "auto".into()
+}
+fn default_model() -> String {
+    "model".into()
+}
+fn default_max_length() -> usize {
+    256
+}
+fn default_right() -> String {
+    "right".into()
+}
+fn default_assistant() -> String {
+    "assistant".into()
+}
+
+/// The fine-tuning methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MethodKind {
+    /// Every parameter trains.
+    Full,
+    /// The base is frozen; only the task head trains.
+    FeatureExtraction,
+    /// Layers or name patterns are frozen (`freeze_layers`, `freeze_patterns`).
+    Partial,
+    /// Blocks unfreeze top-down, one more every `unfreeze_every` (ULMFiT).
+    GradualUnfreeze,
+    /// Low-rank adapters on the target modules; the base is frozen.
+    Lora,
+}
+
+/// `[method]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodSection {
+    /// The method.
+    #[serde(default = "default_method")]
+    pub kind: MethodKind,
+    /// Partial: freeze blocks `first..=last`, written "0-3" (blocks are numbered from the input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze_layers: Option<String>,
+    /// Partial: freeze parameters whose name contains one of these (e.g. "embeddings").
+    #[serde(default)]
+    pub freeze_patterns: Vec<String>,
+    /// Layer-wise learning-rate decay: block i of n trains at lr · decay^(n − i); the head at lr.
+    #[serde(default = "one")]
+    pub layer_lr_decay: f64,
+    /// Gradual unfreezing: "epoch" or a number of steps.
+    #[serde(default = "default_epoch")]
+    pub unfreeze_every: String,
+    /// LoRA rank.
+    #[serde(default = "default_r")]
+    pub lora_r: usize,
+    /// LoRA alpha (scale = alpha / r, or alpha / sqrt(r) with rsLoRA).
+    #[serde(default = "default_alpha")]
+    pub lora_alpha: f64,
+    /// Dropout on the LoRA path.
+    #[serde(default)]
+    pub lora_dropout: f64,
+    /// Target modules: "all-linear" or name suffixes such as ["q_proj", "v_proj"].
+    #[serde(default = "default_targets")]
+    pub lora_targets: Vec<String>,
+    /// rsLoRA scaling.
+    #[serde(default)]
+    pub use_rslora: bool,
+    /// Biases that train with LoRA: "none", "all" or "lora_only".
+    #[serde(default = "default_none")]
+    pub lora_bias: String,
+}
+
+fn default_method() -> MethodKind {
+    MethodKind::Full
+}
+fn one() -> f64 {
+    1.0
+}
+fn default_epoch() -> String {
+    "epoch".into()
+}
+fn default_r() -> usize {
+    8
+}
+fn default_alpha() -> f64 {
+    16.0
+}
+fn default_targets() -> Vec<String> {
+    vec!["all-linear".into()]
+}
+fn default_none() -> String {
+    "none".into()
+}
+
+impl Default for MethodSection {
+    fn default() -> Self {
+        toml::from_str("").expect("every [method] key has a default")
+    }
+}
+
+/// `[train]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSection {
+    /// Passes over the training data.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Stop after this many optimizer steps (0 = run all epochs).
+    #[serde(default)]
+    pub max_steps: usize,
+    /// Sequences per micro-batch.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step; the loss is normalized by the tokens of all of them.
+    #[serde(default = "one_usize")]
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// "adamw" or "sgd".
+    #[serde(default = "default_adamw")]
+    pub optimizer: String,
+    /// SGD momentum.
+    #[serde(default)]
+    pub momentum: f64,
+    /// AdamW β1, β2.
+    #[serde(default = "default_betas")]
+    pub betas: [f64; 2],
+    /// AdamW ε.
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    /// Decoupled weight decay (never on biases and norms).
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// "linear", "cosine", "constant" or "cosine_min_lr".
+    #[serde(default = "default_linear")]
+    pub schedule: String,
+    /// Floor of cosine_min_lr as a fraction of lr.
+    #[serde(default = "default_min_lr")]
+    pub min_lr_ratio: f64,
+    /// Warmup steps (takes precedence over warmup_ratio when > 0).
+    #[serde(default)]
+    pub warmup_steps: usize,
+    /// Warmup as a fraction of all steps.
+    #[serde(default)]
+    pub warmup_ratio: f64,
+    /// Clip the global gradient norm (0 = off).
+    #[serde(default = "one")]
+    pub max_grad_norm: f64,
+    /// Label smoothing ε.
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Activation checkpointing.
+    #[serde(default)]
+    pub activation_checkpointing: bool,
+    /// Seed of everything random (order, dropout, new heads).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Threads (0 = TUNESMITH_THREADS or all cores).
+    #[serde(default)]
+    pub threads: usize,
+    /// On a NaN/Inf loss: "stop" (keep the last good checkpoint) or "skip" the batch.
+    #[serde(default = "default_stop")]
+    pub on_nan: String,
+    /// Log every N optimizer steps.
+    #[serde(default = "one_usize")]
+    pub log_every: usize,
+}
+
+fn default_epochs() -> usize {
+    3
+}
+fn default_batch() -> usize {
+    16
+}
+fn one_usize() -> usize {
+    1
+}
+fn default_lr() -> f64 {
+    5e-5
+}
+fn default_adamw() -> String {
+    "adamw".into()
+}
+fn default_betas() -> [f64; 2] {
+    [0.9, 0.999]
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+fn default_linear() -> String {
+    "linear".into()
+}
+fn default_min_lr() -> f64 {
+    0.1
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_stop() -> String {
+    "stop".into()
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        toml::from_str("").expect("every [train] key has a default")
+    }
+}
+
+/// `[eval]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSection {
+    /// Evaluate every N optimizer steps (0 = at the end of each epoch).
+    #[serde(default)]
+    pub every_steps: usize,
+    /// The metric that picks the best checkpoint and drives early stopping.
+    #[serde(default = "default_metric")]
+    pub metric: String,
+    /// Stop after this many evaluations without improvement (0 = never).
+    #[serde(default)]
+    pub patience: usize,
+    /// The smallest change that counts as an improvement.
+    #[serde(default)]
+    pub min_delta: f64,
+    /// Sequences per evaluation batch.
+    #[serde(default = "default_eval_batch")]
+    pub batch_size: usize,
+    /// Evaluate once before training too (the "before" of the run's summary).
+    #[serde(default = "yes")]
+    pub at_start: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_metric() -> String {
+    "loss".into()
+}
+fn default_eval_batch() -> usize {
+    64
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        toml::from_str("").expect("every [eval] key has a default")
+    }
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    /// The run directory.
+    #[serde(default = "default_dir")]
+    pub dir: PathBuf,
+    /// Checkpoint every N optimizer steps (0 = at the end of each epoch).
+    #[serde(default)]
+    pub save_every_steps: usize,
+    /// Checkpoints kept besides the best.
+    #[serde(default = "default_keep")]
+    pub keep_last: usize,
+    /// Write the merged full model (HF format) at the end (LoRA runs always write the adapter).
+    #[serde(default)]
+    pub save_merged: bool,
+    /// Write checkpoints (off: no resume, as HF's `save_strategy="no"`).
+    #[serde(default = "yes")]
+    pub save_checkpoints: bool,
+}
+
+fn default_dir() -> PathBuf {
+    PathBuf::from("runs/run")
+}
+fn default_keep() -> usize {
+    2
+}
+
+impl Default for OutputSection {
+    fn default() -> Self {
+        toml::from_str("").expect("every [output] key has a default")
+    }
+}
+
+/// Every valid dotted key, for suggestions.
+pub fn valid_keys() -> Vec<String> {
+    let sections: [(&str, &[&str]); 7] = [
+        ("model", &["path", "dtype"]),
+        ("task", &["kind", "labels"]),
+        (
+            "data",
+            &[
+                "train",
+                "validation",
+                "validation_split",
+                "schema",
+                "template",
+                "max_length",
+                "truncation",
+                "packing",
+                "train_on",
+                "max_train_rows",
+            ],
+        ),
+        (
+            "method",
+            &[
+                "kind",
+                "freeze_layers",
+                "freeze_patterns",
+                "layer_lr_decay",
+                "unfreeze_every",
+                "lora_r",
+                "lora_alpha",
+                "lora_dropout",
+                "lora_targets",
+                "use_rslora",
+                "lora_bias",
+            ],
+        ),
+        (
+            "train",
+            &[
+                "epochs",
+                "max_steps",
+                "batch_size",
+                "grad_accum",
+                "lr",
+                "optimizer",
+                "momentum",
+                "betas",
+                "eps",
+                "weight_decay",
+                "schedule",
+                "min_lr_ratio",
+                "warmup_steps",
+                "warmup_ratio",
+                "max_grad_norm",
+                "label_smoothing",
+                "activation_checkpointing",
+                "seed",
+                "threads",
+                "on_nan",
+                "log_every",
+            ],
+        ),
+        ("eval", &["every_steps", "metric", "patience", "min_delta", "batch_size", "at_start"]),
+        ("output", &["dir", "save_every_steps", "keep_last", "save_merged", "save_checkpoints"]),
+    ];
+    let mut keys = Vec::new();
+    for (s, ks) in sections {
+        keys.push(s.to_string());
+        keys.extend(ks.iter().map(|k| format!("{s}.{k}")));
+    }
+    keys
+}
+
+/// The valid key nearest to `key` (by edit distance, within reason).
+pub fn suggest(key: &str) -> Option<String> {
+    let keys = valid_keys();
+    let (section, _) = key.rsplit_once('.').unwrap_or(("", key));
+    keys.into_iter()
+        .filter(|k| section.is_empty() || k.starts_with(&format!("{section}.")) || !k.contains('.'))
+        .map(|k| (strsim::levenshtein(key, &k), k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(2))
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Checks every key of a parsed config against the schema.
+fn check_keys(table: &toml::Table, prefix: &str, source: &str) -> Result<()> {
+    let valid = valid_keys();
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        if !valid.contains(&key) {
+            let hint = suggest(&key).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+            return Err(TrainError::Config(format!("{source}: unknown key `{key}`{hint}")));
+        }
+        if prefix.is_empty() {
+            match v {
+                toml::Value::Table(t) => check_keys(t, &key, source)?,
+                _ => return Err(TrainError::Config(format!("{source}: `{key}` must be a [{key}] section"))),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies one `key=value` override; the value is read as TOML, else as a string.
+fn apply_override(table: &mut toml::Table, spec: &str) -> Result<()> {
+    let (key, raw) = spec
+        .split_once('=')
+        .ok_or_else(|| TrainError::Config(format!("--set {spec}: write it as section.key=value")))?;
+    let key = key.trim();
+    if !valid_keys().contains(&key.to_string()) || !key.contains('.') {
+        let hint = suggest(key).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
+        return Err(TrainError::Config(format!("--set {spec}: unknown key `{key}`{hint}")));
+    }
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.trim().to_string()),
+    };
+    let (section, name) = key.split_once('.').unwrap_or(("", key));
+    let entry = table.entry(section.to_string()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match entry {
+        toml::Value::Table(t) => {
+            t.insert(name.to_string(), value);
+            Ok(())
+        }
+        _ => Err(TrainError::Config(format!("--set {spec}: `{section}` is not a section"))),
+    }
+}
+
+impl RunConfig {
+    /// Parses TOML text (`source` names it in errors) with `key=value` overrides applied.
+    pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<RunConfig> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| TrainError::Config(format!("{source}: {}", one_line(&e.to_string()))))?;
+        check_keys(&table, "", source)?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        let cfg: RunConfig = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| TrainError::Config(format!("{source}: {}", one_line(&e.to_string()))))?;
+        cfg.validate(source)?;
+        Ok(cfg)
+    }
+
+    /// Reads a config file with overrides; relative data and output paths stay relative to the
+    /// working directory (as users type them).
+    pub fn load(path: &Path, overrides: &[String]) -> Result<RunConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        RunConfig::parse(&text, &path.display().to_string(), overrides)
+    }
+
+    /// Checks values that the types cannot.
+    pub fn validate(&self, source: &str) -> Result<()> {
+        let bad = |key: &str, why: String| Err(TrainError::Config(format!("{source}: `{key}` {why}")));
+        let t = &self.train;
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            return bad("train.lr", format!("must be a positive number, got {}", t.lr));
+        }
+        if t.batch_size == 0 || t.grad_accum == 0 {
+            return bad("train.batch_size", "and train.grad_accum must be at least 1".into());
+        }
+        if !["adamw", "sgd"].contains(&t.optimizer.as_str()) {
+            return bad("train.optimizer", format!("must be \"adamw\" or \"sgd\", got \"{}\"", t.optimizer));
+        }
+        if !["linear", "cosine", "constant", "cosine_min_lr"].contains(&t.schedule.as_str()) {
+            return bad(
+                "train.schedule",
+                format!("must be linear, cosine, constant or cosine_min_lr, got \"{}\"", t.schedule),
+            );
+        }
+        if !["stop", "skip"].contains(&t.on_nan.as_str()) {
+            return bad("train.on_nan", format!("must be \"stop\" or \"skip\", got \"{}\"", t.on_nan));
+        }
+        if !(0.0..1.0).contains(&t.warmup_ratio) {
+            return bad("train.warmup_ratio", format!("must be in [0, 1), got {}", t.warmup_ratio));
+        }
+        if !(0.0..1.0).contains(&self.data.validation_split) {
+            return bad("data.validation_split", format!("must be in [0, 1), got {}", self.data.validation_split));
+        }
+        if self.data.max_length < 2 {
+            return bad("data.max_length", "must be at least 2".into());
+        }
+        if self.train.epochs == 0 && self.train.max_steps == 0 {
+            return bad("train.epochs", "and train.max_steps are both 0: nothing to train".into());
+        }
+        if self.method.kind == MethodKind::Lora && self.method.lora_r == 0 {
+            return bad("method.lora_r", "must be at least 1".into());
+        }
+        if let Some(r) = &self.method.freeze_layers {
+            parse_layer_range(r)
+                .map_err(|why| TrainError::Config(format!("{source}: `method.freeze_layers` {why}")))?;
+        }
+        if !["none", "all", "lora_only"].contains(&self.method.lora_bias.as_str()) {
+            return bad(
+                "method.lora_bias",
+                format!("must be none, all or lora_only, got \"{}\"", self.method.lora_bias),
+            );
+        }
+        if self.method.unfreeze_every != "epoch" && self.method.unfreeze_every.parse::<usize>().map_or(true, |n| n == 0)
+        {
+            return bad(
+                "method.unfreeze_every",
+                format!("must be \"epoch\" or a step count, got \"{}\"", self.method.unfreeze_every),
+            );
+        }
+        Ok(())
+    }
+
+    /// The config as TOML (what the run manifest and checkpoints record).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Parses "a-b" (or "a") into an inclusive block range.
+pub fn parse_layer_range(s: &str) -> std::result::Result<(usize, usize), String> {
+    let parse = |x: &str| x.trim().parse::<usize>().map_err(|_| format!("must look like \"0-3\", got \"{s}\""));
+    let (a, b) = match s.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => (parse(s)?, parse(s)?),
+    };
+    if a > b {
+        return Err(format!("starts after it ends: \"{s}\""));
+    }
+    Ok((a, b))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The commented starter config `tunesmith init` writes.
+pub const STARTER: &str = include_str!("starter.toml");

@@ -1,0 +1,15 @@
+//! tunesmith's trainer: the run configuration, fine-tuning methods (full, feature extraction,
+//! partial and gradual unfreezing, layer-wise learning rates, LoRA), schedules, the training
+//! loop with evaluation, checkpoints with exact resume, run logs and outputs.
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod methods;
+pub mod prepare;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::RunConfig;
+pub use error::{Result, TrainError};
+pub use trainer::{Progress, Quiet, RunSummary, Trainer};

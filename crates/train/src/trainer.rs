@@ -1,0 +1,707 @@
+//! The training loop: micro-batches accumulated into optimizer steps (the loss normalized by
+//! the trained units of the whole accumulated batch), the schedule, clipping, evaluation with
+//! the task's metrics, best tracking and early stopping, checkpoints and exact resume, the
+//! metrics log, the manifest, the outputs and the report.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{json, Map, Value};
+use tunesmith_data::batch::{HostBatch, Loader, LoaderOptions, Position};
+use tunesmith_data::encode::Target;
+use tunesmith_data::tokenizer::Tokenizer;
+use tunesmith_engine::optim::{clip_grad_norm, AdamW, Optimizer, Sgd};
+use tunesmith_engine::{Grads, Graph, Tensor};
+use tunesmith_eval::classification::{accuracy, argmax, matthews_corrcoef, precision_recall_f1};
+use tunesmith_eval::lm::LmAccumulator;
+use tunesmith_models::lora::{self, LoraConfig};
+use tunesmith_models::{Batch, LoadOptions, LossOptions, Model, Targets, Task};
+
+use crate::checkpoint::{self, TrainState};
+use crate::config::{MethodKind, RunConfig, TaskKind};
+use crate::error::{Result, TrainError};
+use crate::methods;
+use crate::prepare::{prepare, Prepared};
+use crate::schedule::Schedule;
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// Optimizer steps taken.
+    pub steps: u64,
+    /// Metrics of the evaluation before training (None without validation data).
+    pub initial_metrics: Option<Map<String, Value>>,
+    /// Metrics of the last evaluation.
+    pub final_metrics: Option<Map<String, Value>>,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+    /// The trained model's outputs (model folder, adapter).
+    pub outputs: Vec<PathBuf>,
+    /// The report.
+    pub report: PathBuf,
+}
+
+/// How the trainer reports progress (the CLI draws a bar with it).
+pub trait Progress {
+    /// Called once with the total number of optimizer steps.
+    fn start(&mut self, total_steps: u64, resumed_at: u64);
+    /// Called after each optimizer step.
+    fn step(&mut self, step: u64, loss: f64, lr: f64, tokens_per_s: f64);
+    /// A line to show (evaluations, checkpoints).
+    fn message(&mut self, line: &str);
+    /// Called at the end.
+    fn finish(&mut self);
+}
+
+/// A [`Progress`] that prints nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn start(&mut self, _: u64, _: u64) {}
+    fn step(&mut self, _: u64, _: f64, _: f64, _: f64) {}
+    fn message(&mut self, _: &str) {}
+    fn finish(&mut self) {}
+}
+
+fn model_task(kind: TaskKind) -> Task {
+    match kind {
+        TaskKind::Classification | TaskKind::Regression => Task::SequenceClassification,
+        TaskKind::CausalLm => Task::CausalLm,
+    }
+}
+
+/// Tensors of a host batch.
+fn to_batch(hb: &HostBatch, packed: bool) -> Result<Batch> {
+    let shape = [hb.rows, hb.len];
+    let i64s = |v: &[u32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<i64>>();
+    Ok(Batch {
+        input_ids: Tensor::from_vec(i64s(&hb.input_ids), &shape)?,
+        attention_mask: Some(Tensor::from_vec(
+            hb.attention_mask.iter().map(|&m| i64::from(m)).collect::<Vec<i64>>(),
+            &shape,
+        )?),
+        position_ids: if packed { Some(Tensor::from_vec(i64s(&hb.position_ids), &shape)?) } else { None },
+        token_type_ids: match &hb.token_type_ids {
+            Some(t) => Some(Tensor::from_vec(i64s(t), &shape)?),
+            None => None,
+        },
+        segment_ids: match &hb.segment_ids {
+            Some(s) if packed => Some(Tensor::from_vec(s.iter().map(|&x| i64::from(x)).collect::<Vec<i64>>(), &shape)?),
+            _ => None,
+        },
+    })
+}
+
+fn targets(hb: &HostBatch, kind: TaskKind) -> Result<Targets> {
+    Ok(match kind {
+        TaskKind::CausalLm => Targets::Tokens(Tensor::from_vec(
+            hb.labels.iter().map(|&l| i64::from(l)).collect::<Vec<i64>>(),
+            &[hb.rows, hb.len],
+        )?),
+        TaskKind::Classification => Targets::Classes(Tensor::from_vec(
+            hb.targets.iter().map(|t| if let Target::Class(c) = t { i64::from(*c) } else { 0 }).collect::<Vec<i64>>(),
+            &[hb.targets.len()],
+        )?),
+        TaskKind::Regression => Targets::Values(Tensor::from_vec(
+            hb.targets.iter().map(|t| if let Target::Value(v) = t { *v } else { 0.0 }).collect::<Vec<f32>>(),
+            &[hb.targets.len()],
+        )?),
+    })
+}
+
+/// Units the loss averages over: predicted tokens (causal LM, after the shift) or sequences.
+fn loss_units(hb: &HostBatch, kind: TaskKind) -> usize {
+    match kind {
+        TaskKind::CausalLm => {
+            (0..hb.rows).map(|r| hb.labels[r * hb.len + 1..(r + 1) * hb.len].iter().filter(|&&l| l >= 0).count()).sum()
+        }
+        _ => hb.targets.len(),
+    }
+}
+
+fn sha256_file(path: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).ok()?;
+    Some(Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn sha256_str(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Appends records to metrics.jsonl.
+struct MetricsLog {
+    file: std::fs::File,
+}
+
+impl MetricsLog {
+    /// Opens the log, dropping records after `keep_through_step` (a resumed run rewrites them).
+    fn open(run_dir: &Path, keep_through_step: Option<u64>) -> Result<MetricsLog> {
+        let path = run_dir.join("metrics.jsonl");
+        let kept: String = match keep_through_step {
+            Some(step) => std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<Value>(l).ok().and_then(|v| v["step"].as_u64()).is_some_and(|s| s <= step)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect(),
+            None => String::new(),
+        };
+        tunesmith_eval::report::write_atomic(&path, kept.as_bytes())?;
+        let file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| TrainError::io(&path, e))?;
+        Ok(MetricsLog { file })
+    }
+
+    fn write(&mut self, record: &Value) {
+        // A log line that cannot be written must not kill the run; the checkpoints are the state.
+        let _ = writeln!(self.file, "{record}");
+        let _ = self.file.flush();
+    }
+}
+
+/// A training run.
+pub struct Trainer {
+    cfg: RunConfig,
+    dir: PathBuf,
+    model_dir: PathBuf,
+    model: Model,
+    tokenizer: Tokenizer,
+    data: Prepared,
+    loader: Loader,
+    opt: Box<dyn Optimizer>,
+    schedule: Schedule,
+    lora: Option<LoraConfig>,
+    state: TrainState,
+    total_steps: u64,
+    resumed: bool,
+}
+
+impl Trainer {
+    /// Sets a run up: model, data, method, optimizer; with `resume`, restores the latest
+    /// checkpoint of the run directory.
+    pub fn new(cfg: RunConfig, resume: bool) -> Result<Trainer> {
+        tunesmith_engine::threads::init((cfg.train.threads > 0).then_some(cfg.train.threads));
+        let dir = cfg.output.dir.clone();
+        let model_dir = tunesmith_models::hub::resolve_model(&cfg.model.path)?;
+        let tokenizer = Tokenizer::from_dir(&model_dir)?;
+        let data = prepare(&cfg, &tokenizer, &model_dir)?;
+        let task = model_task(cfg.task.kind);
+        let mut load = LoadOptions::new(task);
+        load.seed = cfg.train.seed;
+        match cfg.task.kind {
+            TaskKind::Classification => load.labels = Some(data.labels.clone()),
+            TaskKind::Regression => load.labels = Some(vec!["score".into()]),
+            TaskKind::CausalLm => {}
+        }
+        let (mut model, _) = Model::load(&model_dir, &load)?;
+        let lora = methods::apply(&mut model, &cfg.method, cfg.train.seed)?;
+        let pad_id = tokenizer.special().pad.or(tokenizer.special().eos).map_or(0, |t| t.1);
+        let loader = Loader::new(
+            data.train.clone(),
+            LoaderOptions {
+                batch_size: cfg.train.batch_size,
+                packing: cfg.data.packing,
+                max_length: cfg.data.max_length,
+                group_by_length: false,
+                shuffle: true,
+                seed: cfg.train.seed,
+                drop_last: false,
+                pad_id,
+                pad_to_multiple_of: 1,
+            },
+        )?;
+        let per_epoch = loader.batches_per_epoch().div_ceil(cfg.train.grad_accum) as u64;
+        let total_steps =
+            if cfg.train.max_steps > 0 { cfg.train.max_steps as u64 } else { per_epoch * cfg.train.epochs as u64 };
+        let warmup = if cfg.train.warmup_steps > 0 {
+            cfg.train.warmup_steps
+        } else {
+            (cfg.train.warmup_ratio * total_steps as f64).ceil() as usize
+        };
+        let schedule = Schedule {
+            kind: cfg.train.schedule.clone(),
+            warmup,
+            total: total_steps as usize,
+            min_ratio: cfg.train.min_lr_ratio,
+        };
+        let groups = methods::param_groups(&model, &cfg.method, cfg.train.lr, cfg.train.weight_decay);
+        let opt: Box<dyn Optimizer> = if cfg.train.optimizer == "sgd" {
+            Box::new(Sgd::new(&model.params, groups, cfg.train.momentum, 0.0, false)?)
+        } else {
+            let b = cfg.train.betas;
+            Box::new(AdamW::new(&model.params, groups, (b[0], b[1]), cfg.train.eps)?)
+        };
+        let config_hash = sha256_str(&cfg.to_toml());
+        let mut t = Trainer {
+            cfg,
+            dir,
+            model_dir,
+            model,
+            tokenizer,
+            data,
+            loader,
+            opt,
+            schedule,
+            lora,
+            state: TrainState { config_hash, ..TrainState::default() },
+            total_steps,
+            resumed: false,
+        };
+        if t.cfg.method.kind == MethodKind::GradualUnfreeze {
+            methods::unfreeze_stage(&mut t.model, 0);
+        }
+        checkpoint::clean_partial(&t.dir)?;
+        if resume {
+            t.restore()?;
+        } else if checkpoint::list(&t.dir).last().is_some() {
+            return Err(TrainError::Config(format!(
+                "{} already holds checkpoints of a run; pass --resume to continue it, or choose another output.dir",
+                t.dir.display()
+            )));
+        }
+        Ok(t)
+    }
+
+    /// Restores the latest complete checkpoint; without one (a crash before the first save
+    /// finished) the run starts from the beginning.
+    fn restore(&mut self) -> Result<()> {
+        let Some((_, path)) = checkpoint::list(&self.dir).pop() else {
+            return Ok(());
+        };
+        let loaded = checkpoint::load(&path)?;
+        if loaded.state.config_hash != self.state.config_hash {
+            return Err(TrainError::Checkpoint {
+                path,
+                why: "was written with a different configuration; resume with the same config and --set values".into(),
+            });
+        }
+        if self.cfg.method.kind == MethodKind::GradualUnfreeze {
+            methods::unfreeze_stage(&mut self.model, loaded.state.unfreeze_stage);
+        }
+        for (name, value) in loaded.params {
+            let id = self.model.params.id(&name).ok_or_else(|| TrainError::Checkpoint {
+                path: path.clone(),
+                why: format!("holds parameter '{name}' that this model does not have"),
+            })?;
+            self.model.params.set_value(id, value)?;
+        }
+        self.opt.import_state(&self.model.params, &loaded.optimizer)?;
+        self.state = loaded.state;
+        self.resumed = true;
+        Ok(())
+    }
+
+    /// Whether a checkpoint was restored.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// The model (for tests and commands that keep using it).
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The run state.
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    fn write_manifest(&self) -> Result<()> {
+        let files: Vec<Value> = self
+            .data
+            .files
+            .iter()
+            .map(|f| json!({"path": f.display().to_string(), "sha256": sha256_file(f)}))
+            .collect();
+        let (total, trainable) = self.model.params.counts();
+        let manifest = json!({
+            "config": serde_json::to_value(&self.cfg).unwrap_or(Value::Null),
+            "versions": {"tunesmith": env!("CARGO_PKG_VERSION")},
+            "git_commit": git_commit(),
+            "seed": self.cfg.train.seed,
+            "threads": tunesmith_engine::threads::num_threads(),
+            "hardware": {"cpu": cpu_model(), "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+                         "os": std::env::consts::OS, "arch": std::env::consts::ARCH},
+            "model": {"path": self.model_dir.display().to_string(), "architecture": self.model.architecture(),
+                      "parameters": total, "trainable_parameters": trainable},
+            "data": files,
+            "examples": {"train": self.data.train.len(), "validation": self.data.validation.len(),
+                         "rejected": self.data.rejected.len()},
+            "labels": self.data.labels,
+            "total_steps": self.total_steps,
+        });
+        tunesmith_models::io::write_json_atomic(&self.dir.join("manifest.json"), &manifest)?;
+        Ok(())
+    }
+
+    /// Evaluates on the validation set; writes per-example predictions when `save` is set.
+    pub fn evaluate(&self, save: bool) -> Result<Option<Map<String, Value>>> {
+        if self.data.validation.is_empty() {
+            return Ok(None);
+        }
+        let kind = self.cfg.task.kind;
+        let loader = Loader::new(
+            self.data.validation.clone(),
+            LoaderOptions {
+                batch_size: self.cfg.eval.batch_size,
+                packing: false,
+                max_length: self.cfg.data.max_length,
+                shuffle: false,
+                pad_id: self.loader.options().pad_id,
+                ..LoaderOptions::default()
+            },
+        )?;
+        let mut loss_sum = 0.0;
+        let mut units = 0usize;
+        let mut lm = LmAccumulator::default();
+        let mut probs: Vec<Vec<f64>> = Vec::new();
+        let mut values: Vec<f64> = Vec::new();
+        for (_, hb) in loader.epoch_from(Position::default()) {
+            let g = Graph::inference();
+            let batch = to_batch(&hb, false)?;
+            let out = self.model.loss(&g, &batch, &targets(&hb, kind)?, &LossOptions::default(), false)?;
+            let l = out.loss.value().scalar_value()?;
+            loss_sum += l * out.counted as f64;
+            units += out.counted;
+            if kind == TaskKind::CausalLm {
+                lm.add(l * out.counted as f64, out.counted as u64, 0);
+            }
+            if let Some(logits) = &out.logits {
+                let v = logits.to_vec_f64()?;
+                let k = logits.shape().last().copied().unwrap_or(1);
+                for row in v.chunks(k) {
+                    if kind == TaskKind::Regression {
+                        values.push(row[0]);
+                    } else {
+                        let m = row.iter().copied().fold(f64::MIN, f64::max);
+                        let e: Vec<f64> = row.iter().map(|x| (x - m).exp()).collect();
+                        let s: f64 = e.iter().sum();
+                        probs.push(e.iter().map(|x| x / s).collect());
+                    }
+                }
+            }
+        }
+        let mut m = Map::new();
+        m.insert("loss".into(), json!(loss_sum / units.max(1) as f64));
+        let ex = &self.data.validation;
+        match kind {
+            TaskKind::Classification => {
+                let truth: Vec<usize> =
+                    ex.iter().map(|e| if let Target::Class(c) = e.target { c as usize } else { 0 }).collect();
+                let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
+                m.insert("accuracy".into(), json!(accuracy(&truth, &pred)?));
+                m.insert("f1_macro".into(), json!(precision_recall_f1(&truth, &pred)?.macro_avg.f1));
+                m.insert("mcc".into(), json!(matthews_corrcoef(&truth, &pred)?));
+                if save {
+                    self.save_predictions(&truth, &pred, &probs)?;
+                }
+            }
+            TaskKind::Regression => {
+                let truth: Vec<f64> =
+                    ex.iter().map(|e| if let Target::Value(v) = e.target { f64::from(v) } else { 0.0 }).collect();
+                let s = tunesmith_eval::regression::regression(&truth, &values)?;
+                m.insert("mse".into(), json!(s.mse));
+                m.insert("pearson".into(), json!(s.pearson));
+                m.insert("spearman".into(), json!(s.spearman));
+            }
+            TaskKind::CausalLm => {
+                if let Some(s) = lm.scores() {
+                    m.insert("perplexity".into(), json!(s.perplexity));
+                }
+            }
+        }
+        Ok(Some(m))
+    }
+
+    fn save_predictions(&self, truth: &[usize], pred: &[usize], probs: &[Vec<f64>]) -> Result<()> {
+        let mut out = String::new();
+        for (i, e) in self.data.validation.iter().enumerate() {
+            let text = self
+                .data
+                .validation_records
+                .iter()
+                .find(|r| r.loc == e.loc)
+                .and_then(|r| match &r.example {
+                    tunesmith_data::example::Example::Labeled { text, .. } => Some(text.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let loss = -probs[i][truth[i]].max(1e-12).ln();
+            out.push_str(&format!(
+                "{}\n",
+                json!({"text": text, "label": self.data.labels[truth[i]], "prediction": self.data.labels[pred[i]],
+                       "probs": probs[i], "loss": loss})
+            ));
+        }
+        let path = self.dir.join(tunesmith_eval::report::run::PREDICTIONS_FILE);
+        std::fs::create_dir_all(path.parent().unwrap_or(&self.dir)).map_err(|e| TrainError::io(&path, e))?;
+        tunesmith_eval::report::write_atomic(&path, out.as_bytes())?;
+        Ok(())
+    }
+
+    fn metric_of(&self, m: &Map<String, Value>) -> Result<(f64, bool)> {
+        let name = &self.cfg.eval.metric;
+        let v = m.get(name).and_then(Value::as_f64).ok_or_else(|| {
+            TrainError::Config(format!(
+                "eval.metric = \"{name}\" is not computed for this task; choose one of {:?}",
+                m.keys().collect::<Vec<_>>()
+            ))
+        })?;
+        let lower_better = ["loss", "perplexity", "mse"].contains(&name.as_str());
+        Ok((v, !lower_better))
+    }
+
+    /// Runs (or continues) training to the end and writes outputs and the report.
+    pub fn train(mut self, progress: &mut dyn Progress) -> Result<RunSummary> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| TrainError::io(&self.dir, e))?;
+        self.write_manifest()?;
+        let mut log = MetricsLog::open(&self.dir, self.resumed.then_some(self.state.step))?;
+        let kind = self.cfg.task.kind;
+        let initial_metrics = if self.resumed || !self.cfg.eval.at_start { None } else { self.evaluate(false)? };
+        if let Some(m) = &initial_metrics {
+            log.write(&json!({"step": 0, "split": "eval", "loss": m["loss"], "metrics": m}));
+        }
+        progress.start(self.total_steps, self.state.step);
+        let per_epoch = self.loader.batches_per_epoch();
+        let accum = self.cfg.train.grad_accum;
+        let mut grads = Grads::new();
+        let mut last_metrics = None;
+        let mut stopped_early = false;
+        let mut window_start = Instant::now();
+        let mut window_tokens = 0u64;
+        'epochs: while self.state.step < self.total_steps {
+            let epoch = self.state.position.epoch;
+            if self.cfg.train.max_steps == 0 && epoch >= self.cfg.train.epochs as u64 {
+                break;
+            }
+            let plan: Vec<(Position, HostBatch)> = self.loader.epoch_from(self.state.position).collect();
+            for group in plan.chunks(accum) {
+                let units: usize = group.iter().map(|(_, hb)| loss_units(hb, kind)).sum();
+                let mut loss_total = 0.0;
+                for (i, (_, hb)) in group.iter().enumerate() {
+                    let g = Graph::train(
+                        self.cfg.train.seed.wrapping_mul(1_000_003).wrapping_add(self.state.step * 64 + i as u64),
+                    );
+                    let lopts = LossOptions {
+                        label_smoothing: self.cfg.train.label_smoothing,
+                        normalizer: Some(units.max(1) as f64),
+                        ..LossOptions::default()
+                    };
+                    let out = self.model.loss(
+                        &g,
+                        &to_batch(hb, self.cfg.data.packing)?,
+                        &targets(hb, kind)?,
+                        &lopts,
+                        self.cfg.train.activation_checkpointing,
+                    )?;
+                    loss_total += out.loss.value().scalar_value()?;
+                    g.backward(&out.loss, &mut grads)?;
+                    window_tokens += hb.tokens() as u64;
+                }
+                // The loader gives the position after each batch.
+                let next = group[group.len() - 1].0;
+                if !loss_total.is_finite() {
+                    grads.clear();
+                    if self.cfg.train.on_nan == "skip" {
+                        self.state.skipped_batches += 1;
+                        self.state.position = next;
+                        progress.message(&format!("step {}: loss is {loss_total}; batch skipped", self.state.step + 1));
+                        continue;
+                    }
+                    return Err(TrainError::NonFinite {
+                        step: self.state.step + 1,
+                        value: loss_total,
+                        dir: checkpoint::dir(&self.dir),
+                    });
+                }
+                let grad_norm = if self.cfg.train.max_grad_norm > 0.0 {
+                    clip_grad_norm(&mut grads, self.cfg.train.max_grad_norm)?
+                } else {
+                    clip_grad_norm(&mut grads, f64::INFINITY)?
+                };
+                let factor = self.schedule.factor(self.state.step as usize);
+                self.opt.set_lr_factor(factor);
+                self.opt.step(&mut self.model.params, &grads)?;
+                grads.clear();
+                self.state.step += 1;
+                self.state.position = next;
+                self.state.tokens_seen += group.iter().map(|(_, hb)| hb.tokens() as u64).sum::<u64>();
+                let lr = self.cfg.train.lr * factor;
+                let elapsed = window_start.elapsed().as_secs_f64();
+                let tps = window_tokens as f64 / elapsed.max(1e-9);
+                progress.step(self.state.step, loss_total, lr, tps);
+                if self.state.step % self.cfg.train.log_every.max(1) as u64 == 0 {
+                    log.write(&json!({"step": self.state.step, "split": "train",
+                        "epoch": epoch as f64 + next.index as f64 / per_epoch.max(1) as f64,
+                        "loss": loss_total, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps}));
+                    window_start = Instant::now();
+                    window_tokens = 0;
+                }
+                let epoch_end = next.index >= per_epoch;
+                let eval_due = match self.cfg.eval.every_steps {
+                    0 => epoch_end,
+                    n => self.state.step % n as u64 == 0,
+                } || self.state.step == self.total_steps;
+                if eval_due {
+                    if let Some(m) = self.evaluate(true)? {
+                        let (v, higher) = self.metric_of(&m)?;
+                        let improved = match self.state.best {
+                            None => true,
+                            Some((b, _)) => {
+                                if higher {
+                                    v > b + self.cfg.eval.min_delta
+                                } else {
+                                    v < b - self.cfg.eval.min_delta
+                                }
+                            }
+                        };
+                        if improved {
+                            self.state.best = Some((v, self.state.step));
+                            self.state.evals_without_improvement = 0;
+                        } else {
+                            self.state.evals_without_improvement += 1;
+                        }
+                        log.write(&json!({"step": self.state.step, "split": "eval", "loss": m["loss"], "metrics": m}));
+                        progress.message(&format!(
+                            "step {}: {} = {v:.4}{}",
+                            self.state.step,
+                            self.cfg.eval.metric,
+                            if improved { " (best)" } else { "" }
+                        ));
+                        last_metrics = Some(m);
+                        if self.cfg.eval.patience > 0 && self.state.evals_without_improvement >= self.cfg.eval.patience
+                        {
+                            stopped_early = true;
+                        }
+                    }
+                }
+                if epoch_end {
+                    self.state.position = Position { epoch: epoch + 1, index: 0 };
+                    if self.cfg.method.kind == MethodKind::GradualUnfreeze && self.cfg.method.unfreeze_every == "epoch"
+                    {
+                        self.state.unfreeze_stage += 1;
+                        methods::unfreeze_stage(&mut self.model, self.state.unfreeze_stage);
+                    }
+                }
+                if let Ok(n) = self.cfg.method.unfreeze_every.parse::<u64>() {
+                    if self.cfg.method.kind == MethodKind::GradualUnfreeze && self.state.step % n == 0 {
+                        self.state.unfreeze_stage += 1;
+                        methods::unfreeze_stage(&mut self.model, self.state.unfreeze_stage);
+                    }
+                }
+                let save_due = match self.cfg.output.save_every_steps {
+                    0 => epoch_end,
+                    n => self.state.step % n as u64 == 0,
+                } || self.state.step == self.total_steps
+                    || stopped_early;
+                if save_due && self.cfg.output.save_checkpoints {
+                    checkpoint::save(&self.dir, &self.model, &self.opt.export_state(&self.model.params), &self.state)?;
+                    checkpoint::prune(&self.dir, self.cfg.output.keep_last, self.state.best.map(|b| b.1))?;
+                }
+                if stopped_early {
+                    progress.message(&format!(
+                        "early stopping: {} evaluations without improvement",
+                        self.state.evals_without_improvement
+                    ));
+                    break 'epochs;
+                }
+                if self.state.step >= self.total_steps {
+                    break 'epochs;
+                }
+                if epoch_end {
+                    continue 'epochs;
+                }
+            }
+            if self.state.position.index >= per_epoch {
+                self.state.position = Position { epoch: epoch + 1, index: 0 };
+            }
+        }
+        progress.finish();
+        let outputs = self.write_outputs()?;
+        let report = tunesmith_eval::report::render_run(&self.dir)?.html;
+        Ok(RunSummary {
+            dir: self.dir.clone(),
+            steps: self.state.step,
+            initial_metrics,
+            final_metrics: last_metrics,
+            stopped_early,
+            outputs,
+            report,
+        })
+    }
+
+    fn copy_tokenizer(&self, to: &Path) -> Result<()> {
+        for f in [
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "special_tokens_map.json",
+            "vocab.txt",
+            "generation_config.json",
+        ] {
+            let src = self.model_dir.join(f);
+            if src.exists() {
+                std::fs::copy(&src, to.join(f)).map_err(|e| TrainError::io(&src, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the trained model: the PEFT adapter (LoRA), the full model in HF format (full
+    /// and partial runs, or LoRA with output.save_merged), and the classification head.
+    fn write_outputs(&mut self) -> Result<Vec<PathBuf>> {
+        let out = self.dir.join("final");
+        std::fs::create_dir_all(&out).map_err(|e| TrainError::io(&out, e))?;
+        let mut written = Vec::new();
+        if let Some(cfg) = &self.lora {
+            let adapter = out.join("adapter");
+            lora::save_adapter(&self.model, cfg, &adapter, &self.cfg.model.path)?;
+            written.push(adapter);
+        }
+        let head: Vec<(String, Tensor)> = self
+            .model
+            .params
+            .iter()
+            .filter(|(_, p)| methods::is_head(&p.name))
+            .map(|(_, p)| (p.name.clone(), p.value.clone()))
+            .collect();
+        if !head.is_empty() {
+            let path = out.join("head.safetensors");
+            tunesmith_models::weights::save_safetensors(&path, &head, None)?;
+            written.push(path);
+        }
+        if self.lora.is_none() || self.cfg.output.save_merged {
+            let mut model = self.model.clone();
+            if self.lora.is_some() {
+                lora::merge_and_unload(&mut model)?;
+            }
+            let dir = out.join("model");
+            model.save_pretrained(&dir)?;
+            self.copy_tokenizer(&dir)?;
+            written.push(dir);
+        }
+        let _ = &self.tokenizer;
+        Ok(written)
+    }
+}

@@ -1,0 +1,62 @@
+//! The run config: overrides, unknown keys with suggestions, value checks, and the starter.
+
+use tunesmith_train::config::{MethodKind, RunConfig, TaskKind, STARTER};
+
+const MINIMAL: &str = "[model]\npath = \"m\"\n[task]\nkind = \"classification\"\n[data]\ntrain = \"t.jsonl\"\n";
+
+#[test]
+fn the_starter_config_parses_and_every_override_applies() {
+    let cfg = RunConfig::parse(STARTER, "starter", &[]).unwrap();
+    assert_eq!(cfg.task.kind, TaskKind::Classification);
+    let cfg = RunConfig::parse(
+        STARTER,
+        "starter",
+        &[
+            "train.lr=2e-5".into(),
+            "method.kind=lora".into(),
+            "method.lora_targets=[\"query\", \"value\"]".into(),
+            "data.packing=true".into(),
+            "output.dir=runs/x".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(cfg.train.lr, 2e-5);
+    assert_eq!(cfg.method.kind, MethodKind::Lora);
+    assert_eq!(cfg.method.lora_targets, vec!["query".to_string(), "value".to_string()]);
+    assert!(cfg.data.packing);
+    assert_eq!(cfg.output.dir.to_str(), Some("runs/x"));
+    // The resolved config round-trips through TOML (what manifests and checkpoints record).
+    assert_eq!(RunConfig::parse(&cfg.to_toml(), "resolved", &[]).unwrap(), cfg);
+}
+
+#[test]
+fn unknown_keys_name_the_key_and_suggest_the_nearest() {
+    let err = RunConfig::parse(&format!("{MINIMAL}[train]\nlrr = 1e-4\n"), "run.toml", &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("run.toml") && err.contains("`train.lrr`") && err.contains("did you mean `train.lr`"),
+        "{err}"
+    );
+    let err = RunConfig::parse(MINIMAL, "run.toml", &["train.wramup_ratio=0.1".into()]).unwrap_err().to_string();
+    assert!(err.contains("did you mean `train.warmup_ratio`"), "{err}");
+    let err = RunConfig::parse(&format!("{MINIMAL}[trian]\nlr = 1\n"), "run.toml", &[]).unwrap_err().to_string();
+    assert!(err.contains("unknown key `trian`") && err.contains("did you mean `train`"), "{err}");
+    let err = RunConfig::parse(MINIMAL, "run.toml", &["train.lr".into()]).unwrap_err().to_string();
+    assert!(err.contains("section.key=value"), "{err}");
+}
+
+#[test]
+fn bad_values_are_refused_with_the_key() {
+    for (extra, key) in [
+        ("[train]\nschedule = \"cosin\"\n", "train.schedule"),
+        ("[train]\nlr = -1.0\n", "train.lr"),
+        ("[train]\nwarmup_ratio = 1.5\n", "train.warmup_ratio"),
+        ("[method]\nkind = \"partial\"\nfreeze_layers = \"5-2\"\n", "method.freeze_layers"),
+        ("[train]\nepochs = 0\n", "train.epochs"),
+    ] {
+        let err = RunConfig::parse(&format!("{MINIMAL}{extra}"), "run.toml", &[]).unwrap_err().to_string();
+        assert!(err.contains(key), "{extra}: {err}");
+    }
+    let err =
+        RunConfig::parse(&format!("{MINIMAL}[method]\nkind = \"lorra\"\n"), "run.toml", &[]).unwrap_err().to_string();
+    assert!(err.contains("lorra") && err.contains("lora"), "{err}");
+}

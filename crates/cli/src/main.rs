@@ -5,6 +5,7 @@
 
 mod data;
 mod metrics;
+mod models;
 mod progress;
 mod report;
 mod train;
@@ -36,6 +37,18 @@ enum Command {
     Init(train::InitArgs),
     /// Download a model from the Hub into the standard cache and print its folder.
     Fetch(train::FetchArgs),
+    /// Evaluate a model (optionally with an adapter) on a dataset with the task's metrics.
+    Eval(train::EvalArgs),
+    /// Generate text from a prompt (optionally with a LoRA adapter).
+    Generate(models::GenerateArgs),
+    /// Chat interactively with a model through its chat template.
+    Chat(models::ChatArgs),
+    /// Merge a LoRA adapter into its base model and save it in HF format.
+    Merge(models::MergeArgs),
+    /// Export a finished run as a PEFT adapter or a full HF model.
+    Export(models::ExportArgs),
+    /// Sentence embeddings of texts as JSONL (encoder models).
+    Embed(models::EmbedArgs),
 }
 
 /// The command found problems it already reported (exit code 1).
@@ -71,6 +84,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             || c.is::<tunesmith_models::ModelError>()
             || c.is::<tunesmith_eval::EvalError>()
             || c.is::<BadInput>()
+            || c.downcast_ref::<tunesmith_train::TrainError>().is_some_and(|t| t.is_bad_input())
             || c.is::<std::io::Error>()
     });
     if bad_input {
@@ -95,6 +109,12 @@ fn main() -> ExitCode {
         Command::Train(a) => train::run(a),
         Command::Init(a) => train::init(a),
         Command::Fetch(a) => train::fetch(a),
+        Command::Eval(a) => train::eval(a),
+        Command::Generate(a) => models::generate_cmd(a),
+        Command::Chat(a) => models::chat(a),
+        Command::Merge(a) => models::merge(a),
+        Command::Export(a) => models::export(a),
+        Command::Embed(a) => models::embed(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

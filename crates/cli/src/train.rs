@@ -43,6 +43,61 @@ pub struct FetchArgs {
     model: String,
 }
 
+/// Options of `tunesmith eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The model (folder, Hub id, or a run's final/model).
+    #[arg(long)]
+    model: String,
+    /// A LoRA adapter to apply.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// The evaluation data.
+    #[arg(long)]
+    data: String,
+    /// classification, regression or causal_lm.
+    #[arg(long, default_value = "classification")]
+    task: String,
+    /// Class names in id order (default: from the data).
+    #[arg(long, value_delimiter = ',')]
+    labels: Option<Vec<String>>,
+    /// Longest sequence in tokens.
+    #[arg(long, default_value_t = 256)]
+    max_length: usize,
+    /// Write per-example predictions and metrics here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// Runs `tunesmith eval`: the task's metrics of a model on a dataset, as JSON.
+pub fn eval(a: EvalArgs) -> Result<()> {
+    let out =
+        a.out.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("tunesmith-eval-{}", std::process::id())));
+    let toml = format!(
+        "[model]\npath = {model:?}\n[task]\nkind = {task:?}\n[data]\ntrain = {data:?}\nvalidation = {data:?}\nmax_length = {ml}\n[train]\nmax_steps = 1\n[eval]\nat_start = false\n[output]\ndir = {out:?}\nsave_checkpoints = false\n",
+        model = a.model,
+        task = a.task,
+        data = a.data,
+        ml = a.max_length,
+        out = out.display().to_string(),
+    );
+    let mut overrides = Vec::new();
+    if let Some(l) = &a.labels {
+        overrides.push(format!("task.labels={}", serde_json::to_string(l)?));
+    }
+    let cfg = RunConfig::parse(&toml, "tunesmith eval", &overrides).map_err(train_error)?;
+    let mut trainer = Trainer::new(cfg, false).map_err(train_error)?;
+    if let Some(dir) = &a.adapter {
+        trainer.load_adapter(dir).map_err(train_error)?;
+    }
+    let metrics = trainer.evaluate(a.out.is_some()).map_err(train_error)?;
+    println!("{}", serde_json::to_string_pretty(&metrics)?);
+    if a.out.is_none() {
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    Ok(())
+}
+
 /// Runs `tunesmith fetch`.
 pub fn fetch(a: FetchArgs) -> Result<()> {
     let dir = tunesmith_models::hub::resolve_model(&a.model)?;

@@ -227,3 +227,57 @@ fn init_writes_a_config_that_train_accepts() {
     let again = tunesmith(&["init", p(&path)]);
     assert_eq!(again.status.code(), Some(2), "no silent overwrite");
 }
+
+#[test]
+fn a_lora_run_exports_merges_evaluates_and_embeds() {
+    let model = minilm_dir();
+    if !model.join("model.safetensors").exists() {
+        eprintln!("SKIPPED: no MiniLM at {} (run scripts/fetch-test-models.sh)", model.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), &model, "");
+    let o = tunesmith(&["train", p(&cfg), "--set", "output.save_checkpoints=false"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = tmp.path().join("run");
+    // The run directory: log, manifest, TensorBoard events, report, PEFT adapter, head.
+    let manifest: serde_json::Value = serde_json::from_slice(&read(&run.join("manifest.json"))).unwrap();
+    for key in ["config", "versions", "git_commit", "seed", "threads", "hardware", "data"] {
+        assert!(manifest.get(key).is_some(), "manifest lacks {key}");
+    }
+    assert_eq!(manifest["data"][0]["sha256"].as_str().map(str::len), Some(64));
+    assert!(std::fs::read_dir(run.join("tensorboard")).unwrap().count() == 1);
+    assert!(run.join("report.html").exists());
+    let adapter_cfg: serde_json::Value =
+        serde_json::from_slice(&read(&run.join("final/adapter/adapter_config.json"))).unwrap();
+    assert_eq!(adapter_cfg["peft_type"], "LORA");
+    assert_eq!(adapter_cfg["task_type"], "SEQ_CLS");
+    // Export both ways; the merged model scores as the base with the adapter.
+    let peft = tmp.path().join("peft");
+    assert!(tunesmith(&["export", p(&run), "--format", "peft", "--out", p(&peft)]).status.success());
+    assert!(peft.join("adapter_model.safetensors").exists());
+    let hf = tmp.path().join("hf");
+    let o = tunesmith(&["export", p(&run), "--format", "hf", "--out", p(&hf)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let data = "examples/intents/validation.jsonl";
+    let eval = |args: &[&str]| -> serde_json::Value {
+        let o = tunesmith(args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let labels = "account,billing,cancellation,returns,shipping,technical_support";
+    let merged = eval(&["eval", "--model", p(&hf), "--data", data, "--labels", labels]);
+    let adapted = eval(&["eval", "--model", p(&model), "--adapter", p(&peft), "--data", data, "--labels", labels]);
+    assert_eq!(merged["accuracy"], adapted["accuracy"]);
+    assert!((merged["loss"].as_f64().unwrap() - adapted["loss"].as_f64().unwrap()).abs() < 1e-4);
+    // Embeddings: one unit vector per input line.
+    let out = tmp.path().join("emb.jsonl");
+    let o = tunesmith(&["embed", "--model", p(&model), "--input", data, "--out", p(&out)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(read(&out)).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 120);
+    let v: Vec<f64> = serde_json::from_value(lines[0]["embedding"].clone()).unwrap();
+    assert_eq!(v.len(), 384);
+    assert!((v.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-4);
+}

@@ -312,15 +312,21 @@ pub fn save_adapter(model: &Model, cfg: &LoraConfig, dir: &Path, base_model: &st
             lora_modules.push(l.module.clone());
             tensors.push((format!("{PEFT_PREFIX}{}.lora_A.weight", l.module), model.params.get(a.a).value.clone()));
             tensors.push((format!("{PEFT_PREFIX}{}.lora_B.weight", l.module), model.params.get(a.b).value.clone()));
-            if cfg.bias == LoraBias::LoraOnly {
+            // PEFT wraps an adapted layer, so its bias is `<module>.base_layer.bias` there.
+            if cfg.bias != LoraBias::None {
                 if let Some(b) = l.bias {
-                    tensors.push((format!("{PEFT_PREFIX}{}.bias", l.module), model.params.get(b).value.clone()));
+                    let key = format!("{PEFT_PREFIX}{}.base_layer.bias", l.module);
+                    tensors.push((key, model.params.get(b).value.clone()));
                 }
             }
         }
     }
     let mut saved: HashSet<String> = tensors.iter().map(|(n, _)| n.clone()).collect();
+    let adapted: HashSet<String> = lora_modules.iter().map(|m| format!("{m}.bias")).collect();
     for (_, p) in model.params.iter() {
+        if adapted.contains(&p.name) {
+            continue; // written above under base_layer
+        }
         let keep = cfg.modules_to_save.iter().any(|m| in_module(&p.name, m))
             || (cfg.bias == LoraBias::All && p.name.ends_with(".bias") && !p.name.contains("lora_"));
         let key = format!("{PEFT_PREFIX}{}", p.name);
@@ -455,7 +461,9 @@ pub fn load_adapter(model: &mut Model, dir: &Path) -> Result<AdapterLoadReport> 
         let name = name
             .replace(".lora_A.default.", ".lora_A.")
             .replace(".lora_B.default.", ".lora_B.")
-            .replace(".modules_to_save.default.", ".");
+            .replace(".modules_to_save.default.", ".")
+            // PEFT wraps adapted layers, so their own parameters live under `base_layer`.
+            .replace(".base_layer.", ".");
         let id = crate::checkpoint_names::candidates(&name)
             .into_iter()
             .chain(crate::checkpoint_names::BASE_PREFIXES.iter().map(|p| format!("{p}{name}")))

@@ -714,7 +714,9 @@ impl Model {
         }
         let mut out = Vec::new();
         for (id, p) in self.params.iter() {
-            if adapter_params.contains(&id) {
+            // Adapter tensors never go into a full checkpoint (after merge_and_unload they are
+            // still in the store, detached).
+            if adapter_params.contains(&id) || p.name.contains(".lora_A.") || p.name.contains(".lora_B.") {
                 continue;
             }
             let t = if transposed_weights.contains(&id) { transposed(&p.value)? } else { p.value.clone() };

@@ -91,6 +91,15 @@ fn merge_and_unmerge_are_exact() {
             assert_eq!(p.value.max_abs_diff(w).unwrap(), 0.0, "{case}: {} not restored exactly", p.name);
         }
         assert_eq!(logits(&model, &b).max_abs_diff(&adapted).unwrap(), 0.0);
+        // merge_and_unload saves a plain checkpoint (no adapter tensors) that reloads to the
+        // adapted outputs.
+        lora::merge_and_unload(&mut model).unwrap();
+        let out = tempfile::tempdir().unwrap();
+        model.save_pretrained(out.path()).unwrap();
+        let (reloaded, _) = Model::load(out.path(), &LoadOptions::new(task)).unwrap();
+        assert!(reloaded.params.iter().all(|(_, p)| !p.name.contains("lora_")), "{case}: adapter tensors saved");
+        let again = logits(&reloaded, &b);
+        assert!(again.max_abs_diff(&adapted).unwrap() / scale < 1e-5, "{case}: merged model differs after reload");
     }
 }
 

@@ -5,9 +5,11 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod load;
 pub mod methods;
 pub mod prepare;
 pub mod schedule;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use config::RunConfig;

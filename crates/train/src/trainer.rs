@@ -16,11 +16,12 @@ use tunesmith_engine::{Grads, Graph, Tensor};
 use tunesmith_eval::classification::{accuracy, argmax, matthews_corrcoef, precision_recall_f1};
 use tunesmith_eval::lm::LmAccumulator;
 use tunesmith_models::lora::{self, LoraConfig};
-use tunesmith_models::{Batch, LoadOptions, LossOptions, Model, Targets, Task};
+use tunesmith_models::{Batch, LossOptions, Model, Targets, Task};
 
 use crate::checkpoint::{self, TrainState};
 use crate::config::{MethodKind, RunConfig, TaskKind};
 use crate::error::{Result, TrainError};
+use crate::load;
 use crate::methods;
 use crate::prepare::{prepare, Prepared};
 use crate::schedule::Schedule;
@@ -181,6 +182,13 @@ impl MetricsLog {
     }
 }
 
+/// Writes evaluation metrics as `eval/<name>` scalars (a failed write never stops training).
+fn tb_eval(tb: &mut crate::tensorboard::EventWriter, step: u64, m: &Map<String, Value>) {
+    let names: Vec<(String, f64)> = m.iter().filter_map(|(k, v)| Some((format!("eval/{k}"), v.as_f64()?))).collect();
+    let refs: Vec<(&str, f64)> = names.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let _ = tb.scalars(step, &refs);
+}
+
 /// A training run.
 pub struct Trainer {
     cfg: RunConfig,
@@ -204,18 +212,21 @@ impl Trainer {
     pub fn new(cfg: RunConfig, resume: bool) -> Result<Trainer> {
         tunesmith_engine::threads::init((cfg.train.threads > 0).then_some(cfg.train.threads));
         let dir = cfg.output.dir.clone();
-        let model_dir = tunesmith_models::hub::resolve_model(&cfg.model.path)?;
-        let tokenizer = Tokenizer::from_dir(&model_dir)?;
+        // The tokenizer is needed before the model (the label map comes from the data).
+        let (tokenizer, model_dir) = if load::is_llama2c(&cfg.model.path) {
+            let base = load::load_base(&cfg.model.path, Task::CausalLm, None, cfg.train.seed)?;
+            (base.tokenizer, base.dir)
+        } else {
+            let dir = tunesmith_models::hub::resolve_model(&cfg.model.path)?;
+            (Tokenizer::from_dir(&dir)?, dir)
+        };
         let data = prepare(&cfg, &tokenizer, &model_dir)?;
-        let task = model_task(cfg.task.kind);
-        let mut load = LoadOptions::new(task);
-        load.seed = cfg.train.seed;
-        match cfg.task.kind {
-            TaskKind::Classification => load.labels = Some(data.labels.clone()),
-            TaskKind::Regression => load.labels = Some(vec!["score".into()]),
-            TaskKind::CausalLm => {}
-        }
-        let (mut model, _) = Model::load(&model_dir, &load)?;
+        let labels = match cfg.task.kind {
+            TaskKind::Classification => Some(data.labels.clone()),
+            TaskKind::Regression => Some(vec!["score".into()]),
+            TaskKind::CausalLm => None,
+        };
+        let mut model = load::load_base(&cfg.model.path, model_task(cfg.task.kind), labels, cfg.train.seed)?.model;
         let lora = methods::apply(&mut model, &cfg.method, cfg.train.seed)?;
         let pad_id = tokenizer.special().pad.or(tokenizer.special().eos).map_or(0, |t| t.1);
         let loader = Loader::new(
@@ -310,6 +321,12 @@ impl Trainer {
         self.opt.import_state(&self.model.params, &loaded.optimizer)?;
         self.state = loaded.state;
         self.resumed = true;
+        Ok(())
+    }
+
+    /// Applies a LoRA adapter (PEFT format) to the model, e.g. to evaluate a finished run.
+    pub fn load_adapter(&mut self, dir: &Path) -> Result<()> {
+        lora::load_adapter(&mut self.model, dir)?;
         Ok(())
     }
 
@@ -478,10 +495,12 @@ impl Trainer {
         std::fs::create_dir_all(&self.dir).map_err(|e| TrainError::io(&self.dir, e))?;
         self.write_manifest()?;
         let mut log = MetricsLog::open(&self.dir, self.resumed.then_some(self.state.step))?;
+        let mut tb = crate::tensorboard::EventWriter::create(&self.dir.join("tensorboard"))?;
         let kind = self.cfg.task.kind;
         let initial_metrics = if self.resumed || !self.cfg.eval.at_start { None } else { self.evaluate(false)? };
         if let Some(m) = &initial_metrics {
             log.write(&json!({"step": 0, "split": "eval", "loss": m["loss"], "metrics": m}));
+            tb_eval(&mut tb, 0, m);
         }
         progress.start(self.total_steps, self.state.step);
         let per_epoch = self.loader.batches_per_epoch();
@@ -556,6 +575,15 @@ impl Trainer {
                     log.write(&json!({"step": self.state.step, "split": "train",
                         "epoch": epoch as f64 + next.index as f64 / per_epoch.max(1) as f64,
                         "loss": loss_total, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps}));
+                    let _ = tb.scalars(
+                        self.state.step,
+                        &[
+                            ("train/loss", loss_total),
+                            ("train/lr", lr),
+                            ("train/grad_norm", grad_norm),
+                            ("train/tokens_per_s", tps),
+                        ],
+                    );
                     window_start = Instant::now();
                     window_tokens = 0;
                 }
@@ -584,6 +612,7 @@ impl Trainer {
                             self.state.evals_without_improvement += 1;
                         }
                         log.write(&json!({"step": self.state.step, "split": "eval", "loss": m["loss"], "metrics": m}));
+                        tb_eval(&mut tb, self.state.step, &m);
                         progress.message(&format!(
                             "step {}: {} = {v:.4}{}",
                             self.state.step,

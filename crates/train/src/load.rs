@@ -1,0 +1,62 @@
+//! Loading a base model and its tokenizer from what a config or command names: a Hugging Face
+//! folder, a Hub id, or a llama2.c checkpoint (`model.bin` with its `tok*.bin` beside it).
+
+use std::path::{Path, PathBuf};
+
+use tunesmith_data::tokenizer::Tokenizer;
+use tunesmith_models::{llama2c, LoadOptions, Model, Task};
+
+use crate::error::{Result, TrainError};
+
+/// A loaded base model.
+pub struct Base {
+    /// The model.
+    pub model: Model,
+    /// Its tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The folder it came from (tokenizer files, generation_config.json).
+    pub dir: PathBuf,
+}
+
+/// Whether `reference` names a llama2.c checkpoint.
+pub fn is_llama2c(reference: &str) -> bool {
+    let p = Path::new(reference);
+    p.is_file() && p.extension().is_some_and(|e| e == "bin")
+}
+
+/// The llama2.c tokenizer next to a checkpoint: `tok<vocab>.bin`, else `tokenizer.bin`.
+fn llama2c_tokenizer(checkpoint: &Path, vocab: usize) -> Result<PathBuf> {
+    let dir = checkpoint.parent().unwrap_or(Path::new("."));
+    for name in [format!("tok{vocab}.bin"), "tokenizer.bin".to_string()] {
+        if dir.join(&name).is_file() {
+            return Ok(dir.join(name));
+        }
+    }
+    Err(TrainError::Config(format!(
+        "{}: a llama2.c checkpoint needs its tokenizer (tok{vocab}.bin or tokenizer.bin) in the same folder",
+        checkpoint.display()
+    )))
+}
+
+/// Loads the base model for `task` (with `labels` for classification heads).
+pub fn load_base(reference: &str, task: Task, labels: Option<Vec<String>>, seed: u64) -> Result<Base> {
+    if is_llama2c(reference) {
+        if task != Task::CausalLm {
+            return Err(TrainError::Config(format!(
+                "{reference}: llama2.c checkpoints are causal language models; use task.kind = \"causal_lm\""
+            )));
+        }
+        let path = Path::new(reference);
+        let (model, _, header) = llama2c::load(path)?;
+        let tokenizer = Tokenizer::from_llama2c(&llama2c_tokenizer(path, header.vocab_size)?, header.vocab_size)?;
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        return Ok(Base { model, tokenizer, dir });
+    }
+    let dir = tunesmith_models::hub::resolve_model(reference)?;
+    let tokenizer = Tokenizer::from_dir(&dir)?;
+    let mut opts = LoadOptions::new(task);
+    opts.labels = labels;
+    opts.seed = seed;
+    let (model, _) = Model::load(&dir, &opts)?;
+    Ok(Base { model, tokenizer, dir })
+}

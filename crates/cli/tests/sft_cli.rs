@@ -102,3 +102,111 @@ save_checkpoints = false
     assert!(before.contains("named Lily"), "base model: {before}");
     assert!(after.contains("named Zoe"), "with the adapter: {after}");
 }
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_message_and_keeps_its_checkpoint() {
+    let Some(s) = shared() else { return eprintln!("SKIPPED: ../shared is absent") };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("text.jsonl");
+    let text = std::fs::read_to_string(s.join("data/tinystories-sample/tinystories.txt")).unwrap();
+    let rows: Vec<String> =
+        text.split("\n\n").take(64).map(|p| serde_json::json!({"text": p.trim()}).to_string()).collect();
+    std::fs::write(&data, rows.join("\n") + "\n").unwrap();
+    let cfg = tmp.path().join("diverge.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\npath = \"{}\"\n[task]\nkind = \"causal_lm\"\n[data]\ntrain = \"{}\"\nvalidation_split = 0.0\nmax_length = 128\n\
+             [train]\nepochs = 20\nbatch_size = 8\nlr = 1e12\nmax_grad_norm = 0.0\nthreads = 2\n\
+             [output]\ndir = \"{}\"\nsave_every_steps = 1\nkeep_last = 1\n",
+            s.join("weights/stories260K/stories260K.bin").display(),
+            data.display(),
+            tmp.path().join("run").display()
+        ),
+    )
+    .unwrap();
+    let o = tunesmith(&["train", cfg.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("the loss is") && err.contains("last good checkpoint") && err.contains("train.lr"), "{err}");
+    let ckpts: Vec<_> = std::fs::read_dir(tmp.path().join("run/checkpoints")).unwrap().flatten().collect();
+    assert_eq!(ckpts.len(), 1, "the last good checkpoint is kept");
+    assert!(ckpts[0].path().join("state.json").exists());
+}
+
+#[test]
+fn chat_answers_each_line_through_a_template() {
+    let Some(s) = shared() else { return eprintln!("SKIPPED: ../shared is absent") };
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tunesmith"))
+        .args(["chat", "--model", s.join("weights/stories260K/stories260K.bin").to_str().unwrap()])
+        .args(["--template", "chatml", "--max-new-tokens", "8"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"Tell me a story\nAnd another\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(out.matches("> ").count(), 3, "a prompt per turn and one at EOF: {out:?}");
+    assert!(out.lines().count() >= 2, "{out:?}");
+}
+
+#[test]
+fn gradient_accumulation_normalizes_by_the_tokens_of_the_whole_batch() {
+    let Some(s) = shared() else { return eprintln!("SKIPPED: ../shared is absent") };
+    // Rows of very different lengths, so a per-micro-batch mean would weight tokens unequally.
+    let text = std::fs::read_to_string(s.join("data/tinystories-sample/tinystories.txt")).unwrap();
+    let rows: Vec<String> = text
+        .split("\n\n")
+        .take(32)
+        .enumerate()
+        .map(|(i, p)| {
+            let words: Vec<&str> = p.split_whitespace().collect();
+            let keep = if i % 2 == 0 { words.len() } else { words.len().min(6) };
+            serde_json::json!({"text": words[..keep].join(" ")}).to_string()
+        })
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("text.jsonl");
+    std::fs::write(&data, rows.join("\n") + "\n").unwrap();
+    let run = |name: &str, batch: usize, accum: usize| -> Vec<f32> {
+        let cfg = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[model]\npath = \"{}\"\n[task]\nkind = \"causal_lm\"\n[data]\ntrain = \"{}\"\nvalidation_split = 0.0\nmax_length = 128\n\
+                 [method]\nkind = \"lora\"\nlora_r = 4\n[train]\nmax_steps = 3\nbatch_size = {batch}\ngrad_accum = {accum}\nlr = 1e-2\nthreads = 2\nmax_grad_norm = 0.0\n\
+                 [output]\ndir = \"{}\"\nsave_checkpoints = false\n",
+                s.join("weights/stories260K/stories260K.bin").display(),
+                data.display(),
+                tmp.path().join(name).display()
+            ),
+        )
+        .unwrap();
+        let o = tunesmith(&["train", cfg.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let bytes = std::fs::read(tmp.path().join(name).join("final/adapter/adapter_model.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+        names.sort();
+        names
+            .iter()
+            .flat_map(|n| {
+                st.tensor(n)
+                    .unwrap()
+                    .data()
+                    .chunks(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let whole = run("whole", 8, 1);
+    let accumulated = run("accumulated", 4, 2);
+    let scale = whole.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let diff = whole.iter().zip(&accumulated).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff / scale < 1e-4, "batch 8 vs 4 x 2 accumulated differ by {diff} (scale {scale})");
+}

@@ -163,6 +163,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     );
     let mut bar = Bar(pb);
     let summary = trainer.train(&mut bar).map_err(train_error)?;
+    if tunesmith_engine::profile::enabled() {
+        eprintln!("{}", tunesmith_engine::profile::report());
+    }
     println!("before: {}", show(&summary.initial_metrics));
     println!(
         "after:  {} ({} steps{})",

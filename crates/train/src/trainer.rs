@@ -386,6 +386,9 @@ impl Trainer {
                 packing: false,
                 max_length: self.cfg.data.max_length,
                 shuffle: false,
+                // Sorted by length: far less padding, and the order does not change any metric
+                // (results are put back in example order below).
+                group_by_length: true,
                 pad_id: self.loader.options().pad_id,
                 ..LoaderOptions::default()
             },
@@ -393,8 +396,9 @@ impl Trainer {
         let mut loss_sum = 0.0;
         let mut units = 0usize;
         let mut lm = LmAccumulator::default();
-        let mut probs: Vec<Vec<f64>> = Vec::new();
-        let mut values: Vec<f64> = Vec::new();
+        let n = self.data.validation.len();
+        let mut probs: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut values: Vec<f64> = vec![0.0; n];
         for (_, hb) in loader.epoch_from(Position::default()) {
             let g = Graph::inference();
             let batch = to_batch(&hb, false)?;
@@ -408,14 +412,14 @@ impl Trainer {
             if let Some(logits) = &out.logits {
                 let v = logits.to_vec_f64()?;
                 let k = logits.shape().last().copied().unwrap_or(1);
-                for row in v.chunks(k) {
+                for (row, &ex) in v.chunks(k).zip(&hb.examples) {
                     if kind == TaskKind::Regression {
-                        values.push(row[0]);
+                        values[ex] = row[0];
                     } else {
                         let m = row.iter().copied().fold(f64::MIN, f64::max);
                         let e: Vec<f64> = row.iter().map(|x| (x - m).exp()).collect();
                         let s: f64 = e.iter().sum();
-                        probs.push(e.iter().map(|x| x / s).collect());
+                        probs[ex] = e.iter().map(|x| x / s).collect();
                     }
                 }
             }

@@ -281,3 +281,37 @@ fn a_lora_run_exports_merges_evaluates_and_embeds() {
     assert_eq!(v.len(), 384);
     assert!((v.iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-4);
 }
+
+#[test]
+fn early_stopping_ends_the_run_after_patience_evaluations_without_improvement() {
+    let model = minilm_dir();
+    if !model.join("model.safetensors").exists() {
+        eprintln!("SKIPPED: no MiniLM at {} (run scripts/fetch-test-models.sh)", model.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // An improvement must be at least 10 accuracy points, so after the first evaluation sets the
+    // best, two more without such a jump stop the run (max_steps would allow 40).
+    let cfg = config(
+        tmp.path(),
+        &model,
+        "[eval]\nmetric = \"accuracy\"\nevery_steps = 2\npatience = 2\nmin_delta = 0.1\nat_start = false\n",
+    );
+    let o = tunesmith(&[
+        "train",
+        p(&cfg),
+        "--set",
+        "train.max_steps=40",
+        "--set",
+        "data.validation=examples/intents/validation.jsonl",
+        "--set",
+        "train.lr=1e-5",
+        "--set",
+        "output.save_checkpoints=false",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("stopped early") && out.contains("(6 steps"), "{out}");
+    let evals = std::fs::read_to_string(tmp.path().join("run/metrics.jsonl")).unwrap().matches("\"eval\"").count();
+    assert_eq!(evals, 3);
+}

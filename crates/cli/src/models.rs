@@ -303,6 +303,9 @@ pub struct EmbedArgs {
 
 /// Runs `tunesmith embed`: sentence embeddings (mean pooling + L2 norm) as JSONL.
 pub fn embed(a: EmbedArgs) -> Result<()> {
+    if a.max_length < 2 {
+        return Err(BadInput(format!("--max-length must be at least 2, got {}", a.max_length)).into());
+    }
     let base = load_base(&a.model, Task::Embedding, None, 0)?;
     let col = tunesmith_eval::inputs::Column::read(&a.input)?;
     let texts: Vec<String> =

@@ -173,6 +173,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
         summary.steps,
         if summary.stopped_early { ", stopped early" } else { "" }
     );
+    if summary.skipped_batches > 0 {
+        eprintln!(
+            "note: {} batches were skipped for a non-finite loss (train.on_nan = \"skip\")",
+            summary.skipped_batches
+        );
+    }
     for o in &summary.outputs {
         println!("output: {}", o.display());
     }

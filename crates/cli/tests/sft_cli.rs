@@ -132,6 +132,16 @@ fn a_diverging_run_stops_with_a_clear_message_and_keeps_its_checkpoint() {
     let ckpts: Vec<_> = std::fs::read_dir(tmp.path().join("run/checkpoints")).unwrap().flatten().collect();
     assert_eq!(ckpts.len(), 1, "the last good checkpoint is kept");
     assert!(ckpts[0].path().join("state.json").exists());
+    assert!(err.contains(&ckpts[0].path().display().to_string()), "{err}");
+    // With on_nan = "skip", bad batches are skipped and logged; once the weights themselves
+    // have diverged (8 in a row), the run stops all the same.
+    std::fs::remove_dir_all(tmp.path().join("run")).unwrap();
+    let o = tunesmith(&["train", cfg.to_str().unwrap(), "--set", "train.on_nan=skip"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("gives up after 8"), "{err}");
+    let log = std::fs::read_to_string(tmp.path().join("run/metrics.jsonl")).unwrap();
+    assert_eq!(log.matches("\"skipped_batch\":true").count(), 8, "{log}");
 }
 
 #[test]

@@ -24,14 +24,14 @@ pub enum TrainError {
     #[error(transparent)]
     Eval(#[from] tunesmith_eval::EvalError),
     /// The loss became NaN or infinite.
-    #[error("the loss is {value} at step {step}; the last good checkpoint is kept in {}. Lower train.lr, set train.max_grad_norm, or set train.on_nan = \"skip\"", dir.display())]
+    #[error("the loss is {value} at step {step}; {kept}. Lower train.lr, set train.max_grad_norm, or set train.on_nan = \"skip\" (which gives up after 8 such batches in a row)")]
     NonFinite {
         /// The optimizer step.
         step: u64,
         /// The loss value.
         value: f64,
-        /// The checkpoints directory.
-        dir: PathBuf,
+        /// Where the last good checkpoint is (or that there is none yet).
+        kept: String,
     },
     /// A checkpoint cannot be resumed.
     #[error("{}: {why}", path.display())]

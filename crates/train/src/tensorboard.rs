@@ -121,7 +121,7 @@ pub fn read_events(path: &Path) -> Result<Vec<Event>> {
             return Err(bad("length CRC mismatch"));
         }
         let start = i + 12;
-        if start + len + 4 > bytes.len() {
+        if len.checked_add(start + 4).is_none_or(|end| end > bytes.len()) {
             return Err(bad("truncated record"));
         }
         let data = &bytes[start..start + len];

@@ -39,6 +39,8 @@ pub struct RunSummary {
     pub final_metrics: Option<Map<String, Value>>,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
+    /// Batches skipped for a non-finite loss (`train.on_nan = "skip"`).
+    pub skipped_batches: u64,
     /// The trained model's outputs (model folder, adapter).
     pub outputs: Vec<PathBuf>,
     /// The report.
@@ -195,7 +197,6 @@ pub struct Trainer {
     dir: PathBuf,
     model_dir: PathBuf,
     model: Model,
-    tokenizer: Tokenizer,
     data: Prepared,
     loader: Loader,
     opt: Box<dyn Optimizer>,
@@ -270,7 +271,6 @@ impl Trainer {
             dir,
             model_dir,
             model,
-            tokenizer,
             data,
             loader,
             opt,
@@ -514,6 +514,9 @@ impl Trainer {
         let mut stopped_early = false;
         let mut window_start = Instant::now();
         let mut window_tokens = 0u64;
+        // Skipping stops helping when the weights themselves have diverged.
+        const MAX_CONSECUTIVE_SKIPS: u64 = 8;
+        let mut consecutive_skips = 0u64;
         'epochs: while self.state.step < self.total_steps {
             let epoch = self.state.position.epoch;
             if self.cfg.train.max_steps == 0 && epoch >= self.cfg.train.epochs as u64 {
@@ -547,18 +550,24 @@ impl Trainer {
                 let next = group[group.len() - 1].0;
                 if !loss_total.is_finite() {
                     grads.clear();
-                    if self.cfg.train.on_nan == "skip" {
+                    consecutive_skips += 1;
+                    if self.cfg.train.on_nan == "skip" && consecutive_skips <= MAX_CONSECUTIVE_SKIPS {
                         self.state.skipped_batches += 1;
                         self.state.position = next;
+                        log.write(&json!({"step": self.state.step, "split": "train", "skipped_batch": true,
+                                          "loss": Value::Null}));
                         progress.message(&format!("step {}: loss is {loss_total}; batch skipped", self.state.step + 1));
                         continue;
                     }
-                    return Err(TrainError::NonFinite {
-                        step: self.state.step + 1,
-                        value: loss_total,
-                        dir: checkpoint::dir(&self.dir),
-                    });
+                    let kept = match checkpoint::list(&self.dir).pop() {
+                        Some((step, path)) => {
+                            format!("the last good checkpoint (step {step}) is kept in {}", path.display())
+                        }
+                        None => "no checkpoint had been written yet".to_string(),
+                    };
+                    return Err(TrainError::NonFinite { step: self.state.step + 1, value: loss_total, kept });
                 }
+                consecutive_skips = 0;
                 let grad_norm = if self.cfg.train.max_grad_norm > 0.0 {
                     clip_grad_norm(&mut grads, self.cfg.train.max_grad_norm)?
                 } else {
@@ -680,6 +689,7 @@ impl Trainer {
             initial_metrics,
             final_metrics: last_metrics,
             stopped_early,
+            skipped_batches: self.state.skipped_batches,
             outputs,
             report,
         })
@@ -734,7 +744,6 @@ impl Trainer {
             self.copy_tokenizer(&dir)?;
             written.push(dir);
         }
-        let _ = &self.tokenizer;
         Ok(written)
     }
 }

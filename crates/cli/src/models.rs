@@ -201,13 +201,7 @@ pub fn merge(a: MergeArgs) -> Result<()> {
     let report = lora::load_adapter(&mut base.model, &a.adapter)?;
     let merged = lora::merge_and_unload(&mut base.model)?;
     base.model.save_pretrained(&a.out)?;
-    for f in
-        ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "generation_config.json"]
-    {
-        if base.dir.join(f).exists() {
-            std::fs::copy(base.dir.join(f), a.out.join(f))?;
-        }
-    }
+    tunesmith_train::load::copy_tokenizer_files(&base.dir, &a.out)?;
     println!("merged {merged} adapted layers into {} ({} adapter keys ignored)", a.out.display(), report.ignored.len());
     Ok(())
 }

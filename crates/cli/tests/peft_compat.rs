@@ -6,18 +6,13 @@
 //!
 //! tunesmith loads each onto all-MiniLM-L6-v2 and must give the same logits to 1e-4.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use tunesmith_engine::{Graph, Tensor};
 use tunesmith_models::{lora, Batch, Task};
 
-fn minilm_dir() -> PathBuf {
-    if let Ok(p) = std::env::var("TUNESMITH_MINILM") {
-        return PathBuf::from(p);
-    }
-    PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tunesmith/models/all-MiniLM-L6-v2")
-}
+use tunesmith_testkit::minilm_dir;
 
 fn check(case: &str) {
     let model_dir = minilm_dir();

@@ -6,15 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn minilm_dir() -> PathBuf {
-    if let Ok(p) = std::env::var("TUNESMITH_MINILM") {
-        return PathBuf::from(p);
-    }
-    let cache = std::env::var("TUNESMITH_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tunesmith"));
-    cache.join("models/all-MiniLM-L6-v2")
-}
+use tunesmith_testkit::minilm_dir;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -195,9 +195,7 @@ fn conversations_without_a_template_are_rejected_clearly() {
 
 #[test]
 fn bert_pairs_truncate_longest_first() {
-    let dir = std::env::var_os("TUNESMITH_MINILM").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tunesmith/models/all-MiniLM-L6-v2")
-    });
+    let dir = tunesmith_testkit::minilm_dir();
     if !dir.join("tokenizer.json").exists() {
         eprintln!("skipping: MiniLM not fetched (scripts/fetch-test-models.sh)");
         return;

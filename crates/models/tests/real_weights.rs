@@ -8,16 +8,7 @@ use tunesmith_engine::{Graph, Tensor};
 use tunesmith_models::tokenizer::Tokenizer;
 use tunesmith_models::{generate, Batch, GenerationConfig, LoadOptions, Model, Task};
 
-/// The MiniLM folder: `$TUNESMITH_MINILM`, else the cache scripts/fetch-test-models.sh fills.
-pub fn minilm_dir() -> PathBuf {
-    if let Ok(p) = std::env::var("TUNESMITH_MINILM") {
-        return PathBuf::from(p);
-    }
-    let cache = std::env::var("TUNESMITH_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tunesmith"));
-    cache.join("models/all-MiniLM-L6-v2")
-}
+use tunesmith_testkit::minilm_dir;
 
 fn shared() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");

@@ -38,6 +38,22 @@ fn llama2c_tokenizer(checkpoint: &Path, vocab: usize) -> Result<PathBuf> {
     )))
 }
 
+/// The files besides weights and config that a saved model folder needs to be loadable with
+/// its tokenizer and generation defaults.
+pub const TOKENIZER_FILES: [&str; 5] =
+    ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "generation_config.json"];
+
+/// Copies the [`TOKENIZER_FILES`] present in `from` into `to`.
+pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<()> {
+    for f in TOKENIZER_FILES {
+        let src = from.join(f);
+        if src.exists() {
+            std::fs::copy(&src, to.join(f)).map_err(|e| TrainError::io(&src, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// Loads the base model for `task` (with `labels` for classification heads).
 pub fn load_base(reference: &str, task: Task, labels: Option<Vec<String>>, seed: u64) -> Result<Base> {
     if is_llama2c(reference) {

@@ -695,22 +695,6 @@ impl Trainer {
         })
     }
 
-    fn copy_tokenizer(&self, to: &Path) -> Result<()> {
-        for f in [
-            "tokenizer.json",
-            "tokenizer_config.json",
-            "special_tokens_map.json",
-            "vocab.txt",
-            "generation_config.json",
-        ] {
-            let src = self.model_dir.join(f);
-            if src.exists() {
-                std::fs::copy(&src, to.join(f)).map_err(|e| TrainError::io(&src, e))?;
-            }
-        }
-        Ok(())
-    }
-
     /// Writes the trained model: the PEFT adapter (LoRA), the full model in HF format (full
     /// and partial runs, or LoRA with output.save_merged), and the classification head.
     fn write_outputs(&mut self) -> Result<Vec<PathBuf>> {
@@ -741,7 +725,7 @@ impl Trainer {
             }
             let dir = out.join("model");
             model.save_pretrained(&dir)?;
-            self.copy_tokenizer(&dir)?;
+            load::copy_tokenizer_files(&self.model_dir, &dir)?;
             written.push(dir);
         }
         Ok(written)

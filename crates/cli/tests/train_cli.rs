@@ -307,3 +307,56 @@ fn early_stopping_ends_the_run_after_patience_evaluations_without_improvement() 
     let evals = std::fs::read_to_string(tmp.path().join("run/metrics.jsonl")).unwrap().matches("\"eval\"").count();
     assert_eq!(evals, 3);
 }
+
+/// `(step, loss)` of every logged training step of a run.
+fn train_losses(run: &Path) -> Vec<(u64, f64)> {
+    String::from_utf8(read(&run.join("metrics.jsonl")))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["split"] == "train" && v["loss"].is_number())
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn padding_free_batches_train_like_padded_ones() {
+    let model = minilm_dir();
+    if !model.join("model.safetensors").exists() {
+        eprintln!("SKIPPED: no MiniLM at {} (run scripts/fetch-test-models.sh)", model.display());
+        return;
+    }
+    let run = |padding_free: bool, dropout: &str| -> Vec<(u64, f64)> {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path(), &model, "");
+        let o = tunesmith(&[
+            "train",
+            p(&cfg),
+            "--set",
+            "method.kind=full",
+            "--set",
+            "train.lr=5e-5",
+            "--set",
+            "train.max_steps=5",
+            "--set",
+            &format!("data.padding_free={padding_free}"),
+            "--set",
+            &format!("train.dropout={dropout}"),
+            "--set",
+            "output.save_checkpoints=false",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        train_losses(&tmp.path().join("run"))
+    };
+    // Without dropout the two layouts compute the same function: the losses agree to float
+    // rounding at every step of full fine-tuning.
+    let (padded, free) = (run(false, "0.0"), run(true, "0.0"));
+    assert_eq!(padded.len(), 5);
+    for ((s, a), (_, b)) in padded.iter().zip(&free) {
+        assert!((a - b).abs() <= 1e-4 * a.abs(), "step {s}: padded loss {a}, padding-free {b}");
+    }
+    assert!(padded[4].1 < padded[0].1, "the loss falls: {padded:?}");
+    // train.dropout reaches the model: with dropout on, the losses move away from those.
+    let dropped = run(true, "0.3");
+    assert!((dropped[0].1 - free[0].1).abs() > 1e-3, "dropout 0.3 changed nothing: {dropped:?} vs {free:?}");
+}

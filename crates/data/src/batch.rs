@@ -53,8 +53,14 @@ fn epoch_rng(seed: u64, epoch: u64, stream: u64) -> SplitMix64 {
 pub struct LoaderOptions {
     /// Rows per batch.
     pub batch_size: usize,
-    /// Pack several sequences into rows of `max_length` tokens.
+    /// Pack several sequences into rows of `max_length` tokens (across the whole dataset: a
+    /// batch is then `batch_size` packed rows).
     pub packing: bool,
+    /// Padding-free batches: each batch holds the same `batch_size` examples as without it, but
+    /// they are packed into as few rows of `max_length` as fit (best-fit-decreasing), with
+    /// restarting positions and segment ids, so no compute is spent on padding. Ignored when
+    /// `packing` is on.
+    pub padding_free: bool,
     /// Row capacity for packing (and the longest row otherwise).
     pub max_length: usize,
     /// Group rows of similar length into the same batch (less padding).
@@ -76,6 +82,7 @@ impl Default for LoaderOptions {
         LoaderOptions {
             batch_size: 8,
             packing: false,
+            padding_free: false,
             max_length: 2048,
             group_by_length: false,
             shuffle: true,
@@ -242,16 +249,34 @@ impl Loader {
         (start.index..plan.len()).map(move |i| (Position { epoch: start.epoch, index: i + 1 }, self.collate(&plan[i])))
     }
 
+    /// The examples of each output row of a batch made of loader `rows`: the loader's rows as
+    /// they are, or (padding-free) the batch's examples packed into rows of `max_length`.
+    fn row_members(&self, rows: &[usize]) -> Vec<Vec<usize>> {
+        if !self.opts.padding_free || self.opts.packing {
+            return rows.iter().map(|&r| self.rows[r].clone()).collect();
+        }
+        let members: Vec<usize> = rows.iter().flat_map(|&r| self.rows[r].iter().copied()).collect();
+        let lengths: Vec<usize> = members.iter().map(|&i| self.examples[i].sequence.len()).collect();
+        let capacity = lengths.iter().copied().max().unwrap_or(0).max(self.opts.max_length);
+        // Lengths never exceed the capacity, so packing cannot fail; empty sequences (which the
+        // packer leaves out) get a row of their own so that every example keeps its target.
+        let mut bins = best_fit_decreasing(&lengths, capacity).unwrap_or_default();
+        bins.extend((0..members.len()).filter(|&k| lengths[k] == 0).map(|k| vec![k]));
+        bins.into_iter().map(|bin| bin.into_iter().map(|k| members[k]).collect()).collect()
+    }
+
     /// Pads and stacks the given rows.
     pub fn collate(&self, rows: &[usize]) -> HostBatch {
-        let longest = rows.iter().map(|&r| self.row_len[r]).max().unwrap_or(0);
+        let groups = self.row_members(rows);
+        let row_len = |g: &Vec<usize>| g.iter().map(|&i| self.examples[i].sequence.len()).sum::<usize>();
+        let longest = groups.iter().map(row_len).max().unwrap_or(0);
         let m = self.opts.pad_to_multiple_of.max(1);
         let len = longest.div_ceil(m) * m;
-        let n = rows.len() * len;
-        let packed = self.opts.packing;
+        let n = groups.len() * len;
+        let packed = self.opts.packing || self.opts.padding_free;
         let typed = self.examples.iter().any(|e| !e.sequence.token_type_ids.is_empty());
         let mut out = HostBatch {
-            rows: rows.len(),
+            rows: groups.len(),
             len,
             input_ids: vec![self.opts.pad_id; n],
             attention_mask: vec![0; n],
@@ -262,10 +287,10 @@ impl Loader {
             targets: Vec::new(),
             examples: Vec::new(),
         };
-        for (r, &row) in rows.iter().enumerate() {
+        for (r, group) in groups.iter().enumerate() {
             let at = r * len;
-            let members: Vec<&Sequence> = self.rows[row].iter().map(|&i| &self.examples[i].sequence).collect();
-            for &i in &self.rows[row] {
+            let members: Vec<&Sequence> = group.iter().map(|&i| &self.examples[i].sequence).collect();
+            for &i in group {
                 out.targets.push(self.examples[i].target);
                 out.examples.push(i);
             }

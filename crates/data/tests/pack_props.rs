@@ -1,12 +1,14 @@
 //! Property tests of packing: no example attends to another, every trained token is kept exactly
 //! once, position ids restart per example, bins respect their capacity, and at most one bin is
-//! half empty (best-fit-decreasing never opens a bin an item would have fit in).
+//! half empty (best-fit-decreasing never opens a bin an item would have fit in). Padding-free
+//! batches hold exactly the examples of the padded batches, with targets in member order.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
+use tunesmith_data::batch::HostBatch;
 use tunesmith_data::batch::{Loader, LoaderOptions, Position};
 use tunesmith_data::encode::{Encoded, Sequence, Target, IGNORE};
 use tunesmith_data::pack::best_fit_decreasing;
@@ -96,6 +98,42 @@ proptest! {
         prop_assert_eq!(got, expected);
         for (k, &l) in lengths.iter().enumerate() {
             prop_assert_eq!(tokens_seen.get(&(k as u32 + 1)).copied().unwrap_or(0), l);
+        }
+    }
+
+    #[test]
+    fn padding_free_batches_keep_each_batch_s_examples(
+        lengths in prop::collection::vec(1usize..=40, 1..60),
+        batch_size in 1usize..9,
+        seed in any::<u64>(),
+    ) {
+        let trained = [true];
+        let examples: Vec<Encoded> = lengths.iter().enumerate().map(|(k, &l)| {
+            let mut e = example(k, l, &trained);
+            e.target = Target::Class(k as u32);
+            e
+        }).collect();
+        let padded = LoaderOptions { batch_size, max_length: 40, seed, ..LoaderOptions::default() };
+        let free = LoaderOptions { padding_free: true, ..padded.clone() };
+        let a = Loader::new(examples.clone(), padded).unwrap();
+        let b = Loader::new(examples, free).unwrap();
+        prop_assert_eq!(a.batches_per_epoch(), b.batches_per_epoch());
+        for ((_, pa), (_, pb)) in a.epoch_from(Position::default()).zip(b.epoch_from(Position::default())) {
+            let sorted = |h: &HostBatch| { let mut v = h.examples.clone(); v.sort(); v };
+            prop_assert_eq!(sorted(&pa), sorted(&pb));
+            prop_assert!(pb.rows <= pa.rows && pb.len <= 40);
+            prop_assert_eq!(pb.tokens(), pa.tokens());
+            // Segments appear in the order of `examples`/`targets`, each one example's tokens.
+            let seg = pb.segment_ids.as_ref().unwrap();
+            let mut order = Vec::new();
+            for i in 0..pb.rows * pb.len {
+                if pb.attention_mask[i] != 0 && (i % pb.len == 0 || seg[i - 1] != seg[i]) {
+                    order.push(pb.input_ids[i] as usize - 1);
+                }
+            }
+            prop_assert_eq!(&order, &pb.examples);
+            let targets: Vec<usize> = pb.targets.iter().map(|t| match t { Target::Class(c) => *c as usize, _ => usize::MAX }).collect();
+            prop_assert_eq!(targets, order);
         }
     }
 }

@@ -362,6 +362,17 @@ impl Model {
         }
     }
 
+    /// Sets every dropout probability of the model (hidden states, attention weights and the
+    /// classification head) to `p`, overriding config.json's values.
+    pub fn set_dropout(&mut self, p: f32) {
+        self.config.hidden_dropout = p;
+        self.config.attention_dropout = p;
+        self.config.classifier_dropout = Some(p);
+        if let Head::SequenceClassification(h) | Head::TokenClassification(h) = &mut self.head {
+            h.dropout = p;
+        }
+    }
+
     /// Number of transformer blocks.
     pub fn num_layers(&self) -> usize {
         self.config.num_layers
@@ -528,13 +539,22 @@ impl Model {
             .collect())
     }
 
-    /// Features that feed a classifier's output layer: `[B, D]` or `[B, T, D]`.
+    /// Features that feed a classifier's output layer: `[B, D]` or `[B, T, D]`; for packed
+    /// batches (segment ids) `[N, D]`, one row per packed example in row-major order.
     fn classifier_features<'m>(&'m self, g: &Graph<'m>, head: &ClassifierHead, h: &Var, batch: &Batch) -> Result<Var> {
         let s = h.shape().to_vec();
-        let x = match head.pooling {
-            Pooling::PerToken => h.clone(),
-            Pooling::First => g.cls_pool(h)?,
-            Pooling::LastToken => {
+        let x = match (head.pooling, &batch.segment_ids) {
+            (Pooling::PerToken, _) => h.clone(),
+            (pooling, Some(segments)) => {
+                let spans = segment_spans(segments)?;
+                let picked: Vec<i64> =
+                    spans.iter().map(|&(a, b)| if pooling == Pooling::First { a } else { b - 1 } as i64).collect();
+                let rows = Tensor::from_vec(picked, &[spans.len()])?;
+                let flat = g.reshape(h, &[s[0] * s[1], s[2]])?;
+                g.embedding(&rows, &flat)?
+            }
+            (Pooling::First, None) => g.cls_pool(h)?,
+            (Pooling::LastToken, None) => {
                 let rows = Tensor::from_vec(self.last_token_rows(batch)?, &[s[0]])?;
                 let flat = g.reshape(h, &[s[0] * s[1], s[2]])?;
                 g.embedding(&rows, &flat)?
@@ -578,6 +598,11 @@ impl Model {
                 head.out.forward(g, &self.params, &x)
             }
             Head::Embedding { normalize } => {
+                if batch.segment_ids.is_some() {
+                    return Err(ModelError::Invalid(
+                        "sentence embeddings need one sequence per row; this batch is packed (segment_ids)".into(),
+                    ));
+                }
                 let (b, t) = batch.dims();
                 let mask = match &batch.attention_mask {
                     Some(m) => m.clone(),
@@ -757,6 +782,31 @@ fn targets_name(t: &Targets) -> &'static str {
         Targets::Classes(_) => "class labels",
         Targets::Values(_) => "regression values",
     }
+}
+
+/// Spans `[start, end)` (indices into the flattened `[B·T]` tokens) of the packed examples of
+/// `segments [B, T]`, in row-major order: a span is a run of one segment id ≥ 0 within a row
+/// (negative ids mark padding).
+pub fn segment_spans(segments: &Tensor) -> Result<Vec<(usize, usize)>> {
+    let s = segments.shape();
+    if s.len() != 2 {
+        return Err(ModelError::Invalid(format!("segment_ids must be [batch, seq], got {s:?}")));
+    }
+    let (b, t) = (s[0], s[1]);
+    let ids: Vec<i64> = segments.to_vec_f64()?.into_iter().map(|x| x as i64).collect();
+    let mut spans = Vec::new();
+    for r in 0..b {
+        let row = &ids[r * t..(r + 1) * t];
+        let mut c = 0;
+        while c < t {
+            let end = c + row[c..].iter().take_while(|&&x| x == row[c]).count();
+            if row[c] >= 0 {
+                spans.push((r * t + c, r * t + end));
+            }
+            c = end;
+        }
+    }
+    Ok(spans)
 }
 
 /// labels[b, t] ← labels[b, t+1]; the last position gets `fill`.

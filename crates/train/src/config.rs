@@ -94,15 +94,25 @@ pub struct DataSection {
     /// Truncation: "right", "left" or "drop".
     #[serde(default = "default_right")]
     pub truncation: String,
-    /// Pack several examples per row (causal LM).
+    /// Pack several examples per row across the dataset (causal LM): a batch is then
+    /// `batch_size` full rows.
     #[serde(default)]
     pub packing: bool,
+    /// Padding-free batches: the examples of each batch are laid end to end in rows of
+    /// `max_length` (attention kept within each example), so no compute is spent on padding.
+    /// The batches and the results are those of padded batches, up to float rounding.
+    #[serde(default = "default_true")]
+    pub padding_free: bool,
     /// Which tokens train: "assistant", "last_assistant" or "all".
     #[serde(default = "default_assistant")]
     pub train_on: String,
     /// Cap on training rows (0 = all), after shuffling with the seed.
     #[serde(default)]
     pub max_train_rows: usize,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_validation_split() -> f64 {
@@ -259,6 +269,10 @@ pub struct TrainSection {
     /// Label smoothing ε.
     #[serde(default)]
     pub label_smoothing: f64,
+    /// Dropout probability for the whole model (hidden states, attention weights, the head);
+    /// unset keeps config.json's values.
+    #[serde(default)]
+    pub dropout: Option<f64>,
     /// Activation checkpointing.
     #[serde(default)]
     pub activation_checkpointing: bool,
@@ -407,6 +421,7 @@ pub fn valid_keys() -> Vec<String> {
                 "max_length",
                 "truncation",
                 "packing",
+                "padding_free",
                 "train_on",
                 "max_train_rows",
             ],
@@ -446,6 +461,7 @@ pub fn valid_keys() -> Vec<String> {
                 "warmup_ratio",
                 "max_grad_norm",
                 "label_smoothing",
+                "dropout",
                 "activation_checkpointing",
                 "seed",
                 "threads",
@@ -564,6 +580,11 @@ impl RunConfig {
         }
         if !["stop", "skip"].contains(&t.on_nan.as_str()) {
             return bad("train.on_nan", format!("must be \"stop\" or \"skip\", got \"{}\"", t.on_nan));
+        }
+        if let Some(p) = t.dropout {
+            if !(0.0..1.0).contains(&p) {
+                return bad("train.dropout", format!("must be in [0, 1), got {p}"));
+            }
         }
         if !(0.0..1.0).contains(&t.warmup_ratio) {
             return bad("train.warmup_ratio", format!("must be in [0, 1), got {}", t.warmup_ratio));

@@ -76,17 +76,19 @@ fn model_task(kind: TaskKind) -> Task {
     }
 }
 
-/// Tensors of a host batch.
-fn to_batch(hb: &HostBatch, packed: bool) -> Result<Batch> {
+/// Tensors of a host batch. Packed rows carry their restarting positions, shifted by
+/// `position_offset` (RoBERTa counts positions from padding_idx + 1).
+fn to_batch(hb: &HostBatch, packed: bool, position_offset: usize) -> Result<Batch> {
     let shape = [hb.rows, hb.len];
     let i64s = |v: &[u32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<i64>>();
+    let positions = || hb.position_ids.iter().map(|&p| i64::from(p) + position_offset as i64).collect::<Vec<i64>>();
     Ok(Batch {
         input_ids: Tensor::from_vec(i64s(&hb.input_ids), &shape)?,
         attention_mask: Some(Tensor::from_vec(
             hb.attention_mask.iter().map(|&m| i64::from(m)).collect::<Vec<i64>>(),
             &shape,
         )?),
-        position_ids: if packed { Some(Tensor::from_vec(i64s(&hb.position_ids), &shape)?) } else { None },
+        position_ids: if packed { Some(Tensor::from_vec(positions(), &shape)?) } else { None },
         token_type_ids: match &hb.token_type_ids {
             Some(t) => Some(Tensor::from_vec(i64s(t), &shape)?),
             None => None,
@@ -228,6 +230,9 @@ impl Trainer {
             TaskKind::CausalLm => None,
         };
         let mut model = load::load_base(&cfg.model.path, model_task(cfg.task.kind), labels, cfg.train.seed)?.model;
+        if let Some(p) = cfg.train.dropout {
+            model.set_dropout(p as f32);
+        }
         let lora = methods::apply(&mut model, &cfg.method, cfg.train.seed)?;
         let pad_id = tokenizer.special().pad.or(tokenizer.special().eos).map_or(0, |t| t.1);
         let loader = Loader::new(
@@ -235,6 +240,7 @@ impl Trainer {
             LoaderOptions {
                 batch_size: cfg.train.batch_size,
                 packing: cfg.data.packing,
+                padding_free: cfg.data.padding_free,
                 max_length: cfg.data.max_length,
                 group_by_length: false,
                 shuffle: true,
@@ -330,6 +336,11 @@ impl Trainer {
         Ok(())
     }
 
+    /// Whether training batches are packed (several examples per row with segment ids).
+    fn packed(&self) -> bool {
+        self.cfg.data.packing || self.cfg.data.padding_free
+    }
+
     /// Whether a checkpoint was restored.
     pub fn resumed(&self) -> bool {
         self.resumed
@@ -401,7 +412,7 @@ impl Trainer {
         let mut values: Vec<f64> = vec![0.0; n];
         for (_, hb) in loader.epoch_from(Position::default()) {
             let g = Graph::inference();
-            let batch = to_batch(&hb, false)?;
+            let batch = to_batch(&hb, false, 0)?;
             let out = self.model.loss(&g, &batch, &targets(&hb, kind)?, &LossOptions::default(), false)?;
             let l = out.loss.value().scalar_value()?;
             loss_sum += l * out.counted as f64;
@@ -537,7 +548,7 @@ impl Trainer {
                     };
                     let out = self.model.loss(
                         &g,
-                        &to_batch(hb, self.cfg.data.packing)?,
+                        &to_batch(hb, self.packed(), self.model.config.position_offset)?,
                         &targets(hb, kind)?,
                         &lopts,
                         self.cfg.train.activation_checkpointing,

@@ -16,6 +16,8 @@ fn the_starter_config_parses_and_every_override_applies() {
             "method.kind=lora".into(),
             "method.lora_targets=[\"query\", \"value\"]".into(),
             "data.packing=true".into(),
+            "data.padding_free=false".into(),
+            "train.dropout=0.0".into(),
             "output.dir=runs/x".into(),
         ],
     )
@@ -23,7 +25,8 @@ fn the_starter_config_parses_and_every_override_applies() {
     assert_eq!(cfg.train.lr, 2e-5);
     assert_eq!(cfg.method.kind, MethodKind::Lora);
     assert_eq!(cfg.method.lora_targets, vec!["query".to_string(), "value".to_string()]);
-    assert!(cfg.data.packing);
+    assert!(cfg.data.packing && !cfg.data.padding_free);
+    assert_eq!(cfg.train.dropout, Some(0.0));
     assert_eq!(cfg.output.dir.to_str(), Some("runs/x"));
     // The resolved config round-trips through TOML (what manifests and checkpoints record).
     assert_eq!(RunConfig::parse(&cfg.to_toml(), "resolved", &[]).unwrap(), cfg);
@@ -52,6 +55,7 @@ fn bad_values_are_refused_with_the_key() {
         ("[train]\nwarmup_ratio = 1.5\n", "train.warmup_ratio"),
         ("[method]\nkind = \"partial\"\nfreeze_layers = \"5-2\"\n", "method.freeze_layers"),
         ("[train]\nepochs = 0\n", "train.epochs"),
+        ("[train]\ndropout = 1.0\n", "train.dropout"),
     ] {
         let err = RunConfig::parse(&format!("{MINIMAL}{extra}"), "run.toml", &[]).unwrap_err().to_string();
         assert!(err.contains(key), "{extra}: {err}");

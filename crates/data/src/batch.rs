@@ -251,12 +251,18 @@ impl Loader {
 
     /// The examples of each output row of a batch made of loader `rows`: the loader's rows as
     /// they are, or (padding-free) the batch's examples packed into rows of `max_length`.
-    fn row_members(&self, rows: &[usize]) -> Vec<Vec<usize>> {
+    /// Only examples that have sequence `part` take part (see [`Loader::collate_part`]).
+    fn row_members(&self, rows: &[usize], part: usize) -> Vec<Vec<usize>> {
+        let has = |i: &usize| self.part(*i, part).is_some();
         if !self.opts.padding_free || self.opts.packing {
-            return rows.iter().map(|&r| self.rows[r].clone()).collect();
+            return rows
+                .iter()
+                .map(|&r| self.rows[r].iter().copied().filter(has).collect::<Vec<usize>>())
+                .filter(|g| !g.is_empty())
+                .collect();
         }
-        let members: Vec<usize> = rows.iter().flat_map(|&r| self.rows[r].iter().copied()).collect();
-        let lengths: Vec<usize> = members.iter().map(|&i| self.examples[i].sequence.len()).collect();
+        let members: Vec<usize> = rows.iter().flat_map(|&r| self.rows[r].iter().copied()).filter(has).collect();
+        let lengths: Vec<usize> = members.iter().map(|&i| self.part(i, part).map_or(0, Sequence::len)).collect();
         let capacity = lengths.iter().copied().max().unwrap_or(0).max(self.opts.max_length);
         // Lengths never exceed the capacity, so packing cannot fail; empty sequences (which the
         // packer leaves out) get a row of their own so that every example keeps its target.
@@ -265,16 +271,34 @@ impl Loader {
         bins.into_iter().map(|bin| bin.into_iter().map(|k| members[k]).collect()).collect()
     }
 
+    /// Sequence `part` of example `i`: 0 is its sequence, k ≥ 1 its k-th other sequence.
+    fn part(&self, i: usize, part: usize) -> Option<&Sequence> {
+        let e = &self.examples[i];
+        if part == 0 {
+            Some(&e.sequence)
+        } else {
+            e.others.get(part - 1)
+        }
+    }
+
     /// Pads and stacks the given rows.
     pub fn collate(&self, rows: &[usize]) -> HostBatch {
-        let groups = self.row_members(rows);
-        let row_len = |g: &Vec<usize>| g.iter().map(|&i| self.examples[i].sequence.len()).sum::<usize>();
+        self.collate_part(rows, 0)
+    }
+
+    /// Pads and stacks sequence `part` of the examples of the given rows: 0 for their
+    /// sequences, k ≥ 1 for their k-th other sequences (an embedding pair's positive, then its
+    /// negative); examples without that part are left out (`examples` says which are in).
+    pub fn collate_part(&self, rows: &[usize], part: usize) -> HostBatch {
+        let groups = self.row_members(rows, part);
+        let seq = |i: usize| self.part(i, part).expect("row_members keeps examples that have the part");
+        let row_len = |g: &Vec<usize>| g.iter().map(|&i| seq(i).len()).sum::<usize>();
         let longest = groups.iter().map(row_len).max().unwrap_or(0);
         let m = self.opts.pad_to_multiple_of.max(1);
         let len = longest.div_ceil(m) * m;
         let n = groups.len() * len;
         let packed = self.opts.packing || self.opts.padding_free;
-        let typed = self.examples.iter().any(|e| !e.sequence.token_type_ids.is_empty());
+        let typed = groups.iter().flatten().any(|&i| !seq(i).token_type_ids.is_empty());
         let mut out = HostBatch {
             rows: groups.len(),
             len,
@@ -289,7 +313,7 @@ impl Loader {
         };
         for (r, group) in groups.iter().enumerate() {
             let at = r * len;
-            let members: Vec<&Sequence> = group.iter().map(|&i| &self.examples[i].sequence).collect();
+            let members: Vec<&Sequence> = group.iter().map(|&i| seq(i)).collect();
             for &i in group {
                 out.targets.push(self.examples[i].target);
                 out.examples.push(i);
@@ -342,6 +366,7 @@ mod tests {
         Encoded {
             sequence: Sequence { input_ids: vec![tag; len], labels: vec![tag as i32; len], token_type_ids: Vec::new() },
             rejected: None,
+            others: Vec::new(),
             target: Target::None,
             truncated: false,
             loc: Loc { file: Arc::from(Path::new("x")), line: tag as usize },

@@ -166,6 +166,8 @@ pub struct Encoded {
     pub sequence: Sequence,
     /// The rejected sequence of a preference pair.
     pub rejected: Option<Sequence>,
+    /// The other texts of an embedding pair: the positive, then the hard negative if any.
+    pub others: Vec<Sequence>,
     /// The example's target.
     pub target: Target,
     /// Whether truncation cut tokens.
@@ -238,7 +240,7 @@ impl<'a> Encoder<'a> {
                 Ok(e) => {
                     stats.kept += 1;
                     stats.truncated += usize::from(e.truncated);
-                    for s in std::iter::once(&e.sequence).chain(e.rejected.as_ref()) {
+                    for s in std::iter::once(&e.sequence).chain(e.rejected.as_ref()).chain(&e.others) {
                         stats.tokens += s.len();
                         stats.trained_tokens += s.trained();
                     }
@@ -253,6 +255,7 @@ impl<'a> Encoder<'a> {
     /// Encodes one record.
     pub fn encode(&self, record: &Record) -> std::result::Result<Encoded, RowError> {
         let loc = &record.loc;
+        let mut others = Vec::new();
         let (sequence, rejected, target, truncated) = match &record.example {
             Example::Chat { messages, tools } => {
                 let (seq, cut) = self.conversation(messages, 0, tools.as_ref(), loc)?;
@@ -281,8 +284,17 @@ impl<'a> Encoder<'a> {
                 let (seq, cut) = self.conversation(&concat(prompt, completion), prompt.len(), tools.as_ref(), loc)?;
                 (seq, None, Target::Desirable(*desirable), cut)
             }
+            Example::Pair { anchor, positive, negative } => {
+                let (a, mut cut) = self.labeled(anchor, None, loc)?;
+                for text in std::iter::once(positive).chain(negative) {
+                    let (s, c) = self.labeled(text, None, loc)?;
+                    cut |= c;
+                    others.push(s);
+                }
+                (a, None, Target::None, cut)
+            }
         };
-        Ok(Encoded { sequence, rejected, target, truncated, loc: loc.clone() })
+        Ok(Encoded { sequence, rejected, others, target, truncated, loc: loc.clone() })
     }
 
     /// Renders and tokenizes a conversation; assistant messages at index ≥ `first_trained` may be
@@ -328,6 +340,27 @@ impl<'a> Encoder<'a> {
         };
         match &record.example {
             Example::Chat { messages, tools } => Ok(vec![chat("", messages, 0, tools.as_ref())?]),
+            Example::Pair { anchor, positive, negative } => {
+                let titled = [("anchor", Some(anchor)), ("positive", Some(positive)), ("negative", negative.as_ref())];
+                titled
+                    .into_iter()
+                    .filter_map(|(title, text)| text.map(|t| (title, t)))
+                    .map(|(title, text)| {
+                        let (ids, _, _) = self
+                            .tokenizer
+                            .encode_for_classification(text, None, None, false)
+                            .map_err(|e| RowError::new(loc, Some(title), e.to_string()))?;
+                        Ok(Annotated {
+                            title,
+                            text: text.clone(),
+                            trained: Vec::new(),
+                            tokens: ids.len(),
+                            trained_tokens: 0,
+                            target: None,
+                        })
+                    })
+                    .collect()
+            }
             Example::Preference { prompt, chosen, rejected, tools } => Ok(vec![
                 chat("chosen", &concat(prompt, chosen), prompt.len(), tools.as_ref())?,
                 chat("rejected", &concat(prompt, rejected), prompt.len(), tools.as_ref())?,
@@ -450,7 +483,8 @@ impl<'a> Encoder<'a> {
 /// An example shown as text, with what is trained (see [`Encoder::annotate`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Annotated {
-    /// Which side of a pair this is (`chosen`, `rejected`), else empty.
+    /// Which part of a pair this is (`chosen`/`rejected`, `anchor`/`positive`/`negative`), else
+    /// empty.
     pub title: &'static str,
     /// The text the model sees (a rendered conversation).
     pub text: String,

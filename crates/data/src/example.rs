@@ -135,6 +135,16 @@ pub enum Example {
         /// Tool definitions.
         tools: Option<Value>,
     },
+    /// Two texts that should embed close together (a query and a matching passage, a sentence
+    /// and its paraphrase), optionally with a hard negative, for training sentence embeddings.
+    Pair {
+        /// The anchor (query) text.
+        anchor: String,
+        /// The text that matches the anchor.
+        positive: String,
+        /// A text that looks related but does not match.
+        negative: Option<String>,
+    },
     /// A single response judged desirable or not (KTO).
     Unpaired {
         /// Prompt messages.
@@ -157,6 +167,7 @@ impl Example {
             Example::Labeled { .. } => "labeled",
             Example::Preference { .. } => "preference",
             Example::Unpaired { .. } => "unpaired preference",
+            Example::Pair { .. } => "pair",
         }
     }
 }

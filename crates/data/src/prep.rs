@@ -83,6 +83,15 @@ fn parts(e: &Example) -> Vec<&str> {
             out.push(if *desirable { "\u{1}desirable" } else { "\u{1}undesirable" });
             push_messages(&mut out, completion);
         }
+        Example::Pair { anchor, positive, negative } => {
+            out.push(anchor);
+            out.push("\u{1}positive");
+            out.push(positive);
+            if let Some(n) = negative {
+                out.push("\u{1}negative");
+                out.push(n);
+            }
+        }
     }
     out
 }
@@ -98,6 +107,9 @@ pub fn content_chars(e: &Example) -> usize {
         }
         Example::Preference { prompt, chosen, rejected, .. } => count(prompt) + count(chosen) + count(rejected),
         Example::Unpaired { prompt, completion, .. } => count(prompt) + count(completion),
+        Example::Pair { anchor, positive, negative } => {
+            anchor.chars().count() + positive.chars().count() + negative.as_ref().map_or(0, |n| n.chars().count())
+        }
     }
 }
 
@@ -113,6 +125,7 @@ pub fn is_empty(e: &Example) -> bool {
         Example::Labeled { text, .. } => text.trim().is_empty(),
         Example::Preference { chosen, rejected, .. } => !reply(chosen) || !reply(rejected),
         Example::Unpaired { completion, .. } => !reply(completion),
+        Example::Pair { anchor, positive, .. } => anchor.trim().is_empty() || positive.trim().is_empty(),
     }
 }
 

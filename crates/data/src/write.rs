@@ -76,6 +76,13 @@ pub fn to_format(r: &Record, format: OutputFormat) -> std::result::Result<Value,
         (_, Example::Text(t)) if format != OutputFormat::Alpaca && format != OutputFormat::ShareGpt => {
             m.insert("text".into(), Value::String(t.clone()));
         }
+        (OutputFormat::Jsonl, Example::Pair { anchor, positive, negative }) => {
+            m.insert("anchor".into(), Value::String(anchor.clone()));
+            m.insert("positive".into(), Value::String(positive.clone()));
+            if let Some(n) = negative {
+                m.insert("negative".into(), Value::String(n.clone()));
+            }
+        }
         (OutputFormat::Jsonl | OutputFormat::OpenAi, Example::Labeled { text, text_pair, label }) => {
             m = labeled_json(text, text_pair, label);
         }

@@ -24,6 +24,7 @@ fn example(k: usize, len: usize, trained: &[bool]) -> Encoded {
             token_type_ids: Vec::new(),
         },
         rejected: None,
+        others: Vec::new(),
         target: Target::None,
         truncated: false,
         loc: Loc { file: Arc::from(Path::new("p")), line: k + 1 },

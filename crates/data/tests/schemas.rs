@@ -221,3 +221,53 @@ fn field_mapping_and_explicit_schema() {
     assert!(!ds.detected);
     assert!(matches!(&ds.records[0].example, Example::Chat { messages, .. } if messages[1].content == "Because."));
 }
+
+#[test]
+fn embedding_pairs_with_optional_hard_negatives() {
+    let ds = load(
+        ".jsonl",
+        &jsonl(&[
+            json!({"anchor": "A man sleeps", "positive": "Someone rests", "negative": "A man runs"}),
+            json!({"query": "capital of France", "positive": "Paris is the capital of France.", "negative": null}),
+            json!({"anchor": "no positive"}),
+            json!({"anchor": "x", "positive": ""}),
+            json!({"anchor": "x", "positive": 3}),
+        ]),
+    );
+    assert_eq!(ds.schema, Schema::Pairs);
+    assert_eq!(
+        ds.records[0].example,
+        Example::Pair {
+            anchor: "A man sleeps".into(),
+            positive: "Someone rests".into(),
+            negative: Some("A man runs".into())
+        }
+    );
+    assert_eq!(
+        ds.records[1].example,
+        Example::Pair {
+            anchor: "capital of France".into(),
+            positive: "Paris is the capital of France.".into(),
+            negative: None
+        }
+    );
+    // Bad rows are rejected with their line and field.
+    let why: Vec<(usize, Option<String>, String)> =
+        ds.rejected.iter().map(|e| (e.loc.line, e.field.clone(), e.why.clone())).collect();
+    assert_eq!(why.len(), 3, "{why:?}");
+    assert_eq!((why[0].0, why[0].1.as_deref()), (3, Some("positive")));
+    assert!(why[1].2.contains("empty") && why[2].2.contains("expected a string"), "{why:?}");
+    // Written back as JSON Lines, pairs read back the same.
+    let back: String = ds
+        .records
+        .iter()
+        .map(|r| {
+            tunesmith_data::write::to_format(r, tunesmith_data::write::OutputFormat::Jsonl).unwrap().to_string() + "\n"
+        })
+        .collect();
+    let again = load(".jsonl", &back);
+    assert_eq!(
+        again.records.iter().map(|r| &r.example).collect::<Vec<_>>(),
+        ds.records.iter().map(|r| &r.example).collect::<Vec<_>>()
+    );
+}

@@ -16,6 +16,7 @@ pub mod porter;
 pub mod preference;
 pub mod regression;
 pub mod report;
+pub mod retrieval;
 pub mod roc;
 pub mod rouge;
 pub mod squad;

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod bert;
 pub mod checkpoint_names;
 pub mod config;
+mod contrastive;
 mod error;
 pub mod generate;
 pub mod gpt2;

@@ -598,10 +598,19 @@ impl Model {
                 head.out.forward(g, &self.params, &x)
             }
             Head::Embedding { normalize } => {
-                if batch.segment_ids.is_some() {
-                    return Err(ModelError::Invalid(
-                        "sentence embeddings need one sequence per row; this batch is packed (segment_ids)".into(),
-                    ));
+                if let Some(segments) = &batch.segment_ids {
+                    // Mean over each packed example's tokens: an averaging matrix [N, B·T] times
+                    // the flattened hidden states.
+                    let s = h.shape().to_vec();
+                    let spans = segment_spans(segments)?;
+                    let bt = s[0] * s[1];
+                    let mut avg = vec![0f32; spans.len() * bt];
+                    for (k, &(a, b)) in spans.iter().enumerate() {
+                        avg[k * bt + a..k * bt + b].fill(1.0 / (b - a) as f32);
+                    }
+                    let avg = g.input(Tensor::from_vec(avg, &[spans.len(), bt])?.to_dtype(h.value().dtype())?);
+                    let pooled = g.matmul(&avg, &g.reshape(h, &[bt, s[2]])?, false, false)?;
+                    return Ok(if *normalize { g.l2_normalize(&pooled, 1e-12)? } else { pooled });
                 }
                 let (b, t) = batch.dims();
                 let mask = match &batch.attention_mask {

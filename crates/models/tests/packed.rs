@@ -177,6 +177,20 @@ fn llama_sequence_classification_pools_the_last_token() {
 }
 
 #[test]
+fn bert_sentence_embeddings_pool_each_packed_example() {
+    let dir = fixture("bert_embedding");
+    let (model, _) = Model::load(&dir, &LoadOptions::new(Task::Embedding)).unwrap();
+    let (padded, packed, order) = batches(&dir, &model, 24);
+    let t = padded.dims().1;
+    let a = model.forward(&Graph::inference(), &padded, false).unwrap().value().to_vec_f64().unwrap();
+    let b = model.forward(&Graph::inference(), &packed, false).unwrap().value().to_vec_f64().unwrap();
+    let d = a.len() / padded.dims().0;
+    let want: Vec<f64> = order.iter().flat_map(|e| a[(e[0] / t) * d..(e[0] / t + 1) * d].to_vec()).collect();
+    let e = max_rel(&b, &want);
+    assert!(e < 1e-5, "packed embeddings differ by {e:e}");
+}
+
+#[test]
 fn bert_token_classification() {
     check("bert_token_cls", Task::TokenClassification);
 }

@@ -57,6 +57,21 @@ pub enum TaskKind {
     Regression,
     /// Next-token prediction on text or chats (SFT).
     CausalLm,
+    /// Sentence embeddings from (anchor, positive[, negative]) pairs, trained with in-batch
+    /// negatives.
+    Embedding,
+}
+
+impl TaskKind {
+    /// The name used in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskKind::Classification => "classification",
+            TaskKind::Regression => "regression",
+            TaskKind::CausalLm => "causal_lm",
+            TaskKind::Embedding => "embedding",
+        }
+    }
 }
 
 /// `[task]`.
@@ -68,6 +83,14 @@ pub struct TaskSection {
     /// Class names in id order (default: from the training data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
+    /// Embedding: the softmax temperature of the in-batch-negatives loss (similarities are
+    /// divided by it; sentence-transformers' default scale 20 is 0.05).
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+}
+
+fn default_temperature() -> f64 {
+    0.05
 }
 
 /// `[data]`.
@@ -409,7 +432,7 @@ impl Default for OutputSection {
 pub fn valid_keys() -> Vec<String> {
     let sections: [(&str, &[&str]); 7] = [
         ("model", &["path", "dtype"]),
-        ("task", &["kind", "labels"]),
+        ("task", &["kind", "labels", "temperature"]),
         (
             "data",
             &[
@@ -585,6 +608,15 @@ impl RunConfig {
             if !(0.0..1.0).contains(&p) {
                 return bad("train.dropout", format!("must be in [0, 1), got {p}"));
             }
+        }
+        if !(self.task.temperature > 0.0 && self.task.temperature.is_finite()) {
+            return bad("task.temperature", format!("must be a positive number, got {}", self.task.temperature));
+        }
+        if self.task.kind == TaskKind::Embedding && self.data.packing {
+            return bad(
+                "data.packing",
+                "cannot pack embedding pairs across batches; every anchor needs its own positive beside it (padding_free already avoids padding)".into(),
+            );
         }
         if !(0.0..1.0).contains(&t.warmup_ratio) {
             return bad("train.warmup_ratio", format!("must be in [0, 1), got {}", t.warmup_ratio));

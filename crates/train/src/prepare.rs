@@ -51,6 +51,7 @@ fn check_task_fits(ds: &Dataset, task: TaskKind, what: &str) -> Result<()> {
             (Example::Labeled { label: Label::Class(_), .. }, TaskKind::Classification)
                 | (Example::Labeled { label: Label::Value(_), .. }, TaskKind::Regression)
                 | (Example::Chat { .. } | Example::Text(_), TaskKind::CausalLm)
+                | (Example::Pair { .. }, TaskKind::Embedding)
         )
     };
     if let Some(r) = ds.records.iter().find(|r| !fits(r)) {
@@ -58,11 +59,7 @@ fn check_task_fits(ds: &Dataset, task: TaskKind, what: &str) -> Result<()> {
             "{}: a {} row does not fit task.kind = \"{}\" ({what} data has schema \"{}\"); set data.schema or task.kind",
             r.loc,
             r.example.kind(),
-            match task {
-                TaskKind::Classification => "classification",
-                TaskKind::Regression => "regression",
-                TaskKind::CausalLm => "causal_lm",
-            },
+            task.name(),
             ds.schema.name()
         )));
     }

@@ -73,6 +73,7 @@ fn model_task(kind: TaskKind) -> Task {
     match kind {
         TaskKind::Classification | TaskKind::Regression => Task::SequenceClassification,
         TaskKind::CausalLm => Task::CausalLm,
+        TaskKind::Embedding => Task::Embedding,
     }
 }
 
@@ -102,6 +103,9 @@ fn to_batch(hb: &HostBatch, packed: bool, position_offset: usize) -> Result<Batc
 
 fn targets(hb: &HostBatch, kind: TaskKind) -> Result<Targets> {
     Ok(match kind {
+        TaskKind::Embedding => {
+            return Err(TrainError::Config("embedding pairs have no per-example targets".into()));
+        }
         TaskKind::CausalLm => Targets::Tokens(Tensor::from_vec(
             hb.labels.iter().map(|&l| i64::from(l)).collect::<Vec<i64>>(),
             &[hb.rows, hb.len],
@@ -125,6 +129,11 @@ fn loss_units(hb: &HostBatch, kind: TaskKind) -> usize {
         }
         _ => hb.targets.len(),
     }
+}
+
+/// How many other sequences (an embedding pair's positive, a hard negative) examples have.
+fn other_parts(examples: &[tunesmith_data::encode::Encoded]) -> usize {
+    examples.iter().map(|e| e.others.len()).max().unwrap_or(0)
 }
 
 fn sha256_file(path: &Path) -> Option<String> {
@@ -227,7 +236,7 @@ impl Trainer {
         let labels = match cfg.task.kind {
             TaskKind::Classification => Some(data.labels.clone()),
             TaskKind::Regression => Some(vec!["score".into()]),
-            TaskKind::CausalLm => None,
+            TaskKind::CausalLm | TaskKind::Embedding => None,
         };
         let mut model = load::load_base(&cfg.model.path, model_task(cfg.task.kind), labels, cfg.train.seed)?.model;
         if let Some(p) = cfg.train.dropout {
@@ -336,6 +345,84 @@ impl Trainer {
         Ok(())
     }
 
+    /// The in-batch-negatives loss of a batch of embedding pairs (`hb` holds the anchors; the
+    /// positives and any hard negatives are collated beside it), and the tokens it read.
+    fn pair_loss<'m>(
+        &'m self,
+        g: &Graph<'m>,
+        hb: &HostBatch,
+        normalizer: Option<f64>,
+        checkpoint: bool,
+    ) -> Result<(tunesmith_models::ModelLoss, usize)> {
+        let (packed, offset) = (self.packed(), self.model.config.position_offset);
+        let mut candidates = Vec::new();
+        // The example each candidate belongs to; positives (part 1) come first.
+        let mut owners: Vec<usize> = Vec::new();
+        let mut tokens = hb.tokens();
+        for part in 1..=other_parts(self.loader.examples()) {
+            // Without cross-batch packing, loader rows are single examples: rows = example ids.
+            let c = self.loader.collate_part(&hb.examples, part);
+            if c.examples.is_empty() {
+                continue;
+            }
+            tokens += c.tokens();
+            owners.extend(&c.examples);
+            candidates.push(to_batch(&c, packed, offset)?);
+        }
+        let relevant = hb
+            .examples
+            .iter()
+            .map(|ex| {
+                owners.iter().position(|o| o == ex).ok_or_else(|| {
+                    TrainError::Data(format!("{}: the pair has no positive", self.loader.examples()[*ex].loc))
+                })
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        let anchors = to_batch(hb, packed, offset)?;
+        let scale = 1.0 / self.cfg.task.temperature;
+        let out = self.model.contrastive_loss(g, &anchors, &candidates, &relevant, scale, normalizer, checkpoint)?;
+        Ok((out, tokens))
+    }
+
+    /// Validation of an embedding model: every validation anchor ranks all validation
+    /// positives by cosine similarity (its own is the relevant one); the loss is the
+    /// in-batch-negatives loss over the whole set. Hard negatives are not used here.
+    fn evaluate_pairs(&self, loader: &Loader) -> Result<Map<String, Value>> {
+        let n = self.data.validation.len();
+        let mut anchors: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut positives: Vec<Vec<f64>> = vec![Vec::new(); n];
+        for (_, hb) in loader.epoch_from(Position::default()) {
+            let g = Graph::inference();
+            for (part, store) in [(0, &mut anchors), (1, &mut positives)] {
+                let b = if part == 0 { hb.clone() } else { loader.collate_part(&hb.examples, part) };
+                let e = self.model.forward(&g, &to_batch(&b, false, 0)?, false)?;
+                let d = e.shape().last().copied().unwrap_or(1);
+                for (row, &ex) in e.value().to_vec_f64()?.chunks(d).zip(&b.examples) {
+                    let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
+                    store[ex] = row.iter().map(|x| x / norm).collect();
+                }
+            }
+        }
+        let scale = 1.0 / self.cfg.task.temperature;
+        let (mut ranks, mut loss, mut cos) = (Vec::with_capacity(n), 0.0, 0.0);
+        for (i, a) in anchors.iter().enumerate() {
+            let sims: Vec<f64> = positives.iter().map(|p| a.iter().zip(p).map(|(x, y)| x * y).sum()).collect();
+            ranks.push(tunesmith_eval::retrieval::rank_of(&sims, i));
+            let m = sims.iter().copied().fold(f64::MIN, f64::max) * scale;
+            let lse = m + sims.iter().map(|s| (s * scale - m).exp()).sum::<f64>().ln();
+            loss += lse - sims[i] * scale;
+            cos += sims[i];
+        }
+        let s = tunesmith_eval::retrieval::from_ranks(&ranks)?;
+        let mut m = Map::new();
+        m.insert("loss".into(), json!(loss / n as f64));
+        m.insert("accuracy_at_1".into(), json!(s.accuracy_at_1));
+        m.insert("accuracy_at_5".into(), json!(s.accuracy_at_5));
+        m.insert("mrr_at_10".into(), json!(s.mrr_at_10));
+        m.insert("mean_positive_cosine".into(), json!(cos / n as f64));
+        Ok(m)
+    }
+
     /// Whether training batches are packed (several examples per row with segment ids).
     fn packed(&self) -> bool {
         self.cfg.data.packing || self.cfg.data.padding_free
@@ -404,6 +491,9 @@ impl Trainer {
                 ..LoaderOptions::default()
             },
         )?;
+        if kind == TaskKind::Embedding {
+            return self.evaluate_pairs(&loader).map(Some);
+        }
         let mut loss_sum = 0.0;
         let mut units = 0usize;
         let mut lm = LmAccumulator::default();
@@ -463,6 +553,8 @@ impl Trainer {
                     m.insert("perplexity".into(), json!(s.perplexity));
                 }
             }
+            // Scored by evaluate_pairs above.
+            TaskKind::Embedding => {}
         }
         Ok(Some(m))
     }
@@ -546,16 +638,16 @@ impl Trainer {
                         normalizer: Some(units.max(1) as f64),
                         ..LossOptions::default()
                     };
-                    let out = self.model.loss(
-                        &g,
-                        &to_batch(hb, self.packed(), self.model.config.position_offset)?,
-                        &targets(hb, kind)?,
-                        &lopts,
-                        self.cfg.train.activation_checkpointing,
-                    )?;
+                    let checkpointing = self.cfg.train.activation_checkpointing;
+                    let (out, tokens) = if kind == TaskKind::Embedding {
+                        self.pair_loss(&g, hb, lopts.normalizer, checkpointing)?
+                    } else {
+                        let batch = to_batch(hb, self.packed(), self.model.config.position_offset)?;
+                        (self.model.loss(&g, &batch, &targets(hb, kind)?, &lopts, checkpointing)?, hb.tokens())
+                    };
                     loss_total += out.loss.value().scalar_value()?;
                     g.backward(&out.loss, &mut grads)?;
-                    window_tokens += hb.tokens() as u64;
+                    window_tokens += tokens as u64;
                 }
                 // The loader gives the position after each batch.
                 let next = group[group.len() - 1].0;

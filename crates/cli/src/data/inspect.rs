@@ -173,6 +173,13 @@ fn show_without_tokenizer(r: &Record, tok: &TokenizerArgs, train_on: TrainOn) ->
             chat(&all, prompt.len(), tools.as_ref())?;
             println!("  ({})", if *desirable { "desirable" } else { "undesirable" });
         }
+        Example::Pair { anchor, positive, negative } => {
+            println!("{}", indent(anchor));
+            println!("  + {positive}");
+            if let Some(n) = negative {
+                println!("  - {n}");
+            }
+        }
     }
     Ok(())
 }

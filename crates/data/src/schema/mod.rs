@@ -43,11 +43,14 @@ pub enum Schema {
     OpenAiDpo,
     /// Unpaired preference for KTO: prompt/completion (or messages) with a boolean `label`.
     Kto,
+    /// Embedding pairs: `anchor` (or `query`) and `positive`, optionally a hard `negative`
+    /// (sentence-transformers' column names).
+    Pairs,
 }
 
 impl Schema {
     /// All schemas, for help texts.
-    pub const ALL: [Schema; 10] = [
+    pub const ALL: [Schema; 11] = [
         Schema::Classification,
         Schema::Regression,
         Schema::Text,
@@ -58,6 +61,7 @@ impl Schema {
         Schema::Preference,
         Schema::OpenAiDpo,
         Schema::Kto,
+        Schema::Pairs,
     ];
 
     /// The name used in configs and on the command line.
@@ -73,6 +77,7 @@ impl Schema {
             Schema::Preference => "preference",
             Schema::OpenAiDpo => "openai_dpo",
             Schema::Kto => "kto",
+            Schema::Pairs => "pairs",
         }
     }
 }
@@ -146,6 +151,9 @@ fn detect_row(row: &RawRow) -> Option<Schema> {
     let bool_label = row.value.get("label").is_some_and(Value::is_boolean);
     if bool_label && (h("messages") || (h("prompt") && h("completion"))) {
         return Some(Schema::Kto);
+    }
+    if (h("anchor") || h("query")) && h("positive") {
+        return Some(Schema::Pairs);
     }
     if h("messages") {
         return Some(Schema::OpenAi);
@@ -308,6 +316,20 @@ fn convert_row(f: &mut Fields, schema: Schema) -> std::result::Result<Example, R
             Ok(Example::Chat { messages, tools })
         }
         Schema::Preference => preference(f),
+        Schema::Pairs => {
+            let text = |f: &mut Fields, keys: &[&str]| -> std::result::Result<Option<(String, String)>, RowError> {
+                match f.take_any(keys) {
+                    None | Some((_, Value::Null)) => Ok(None),
+                    Some((k, Value::String(s))) if !s.trim().is_empty() => Ok(Some((k, s))),
+                    Some((k, Value::String(_))) => Err(f.err(&k, "is empty")),
+                    Some((k, other)) => Err(f.err(&k, format!("expected a string, found {}", json_kind(&other)))),
+                }
+            };
+            let (_, anchor) = text(f, &["anchor", "query"])?.ok_or_else(|| f.err("anchor", "is missing"))?;
+            let (_, positive) = text(f, &["positive"])?.ok_or_else(|| f.err("positive", "is missing"))?;
+            let negative = text(f, &["negative"])?.map(|(_, n)| n);
+            Ok(Example::Pair { anchor, positive, negative })
+        }
         Schema::OpenAiDpo => {
             let input = f.take("input").ok_or_else(|| f.err("input", "is missing"))?;
             let (prompt, tools) = match &input {

@@ -75,6 +75,10 @@ pub struct LoaderOptions {
     pub pad_id: u32,
     /// Pad row lengths up to a multiple of this (1 = none).
     pub pad_to_multiple_of: usize,
+    /// Labels are next-token targets (causal LM): packing ignores each example's first label
+    /// so that it is never predicted from the previous example. Off for per-token labels
+    /// (token classification), which packing keeps as they are.
+    pub causal_labels: bool,
 }
 
 impl Default for LoaderOptions {
@@ -90,6 +94,7 @@ impl Default for LoaderOptions {
             drop_last: false,
             pad_id: 0,
             pad_to_multiple_of: 1,
+            causal_labels: true,
         }
     }
 }
@@ -319,7 +324,7 @@ impl Loader {
                 out.examples.push(i);
             }
             if packed {
-                let p = PackedRow::new(&members);
+                let p = PackedRow::with_labels(&members, self.opts.causal_labels);
                 let k = p.len();
                 out.input_ids[at..at + k].copy_from_slice(&p.input_ids);
                 out.labels[at..at + k].copy_from_slice(&p.labels);

@@ -36,8 +36,8 @@ pub struct Dataset {
     pub records: Vec<Record>,
     /// Every row that was read but rejected, with file, line, field and reason.
     pub rejected: Vec<RowError>,
-    /// Class names by id, for classification data (integer labels in numeric order, otherwise
-    /// sorted names).
+    /// Class names by id, for classification data and the tags of token classification data
+    /// (integer labels in numeric order, otherwise sorted names).
     pub labels: Vec<String>,
 }
 
@@ -111,7 +111,11 @@ impl Dataset {
         let (records, schema_errors) = schema::convert(rows, schema, &opts.fields);
         rejected.extend(schema_errors);
         rejected.sort_by(|a, b| a.loc.cmp(&b.loc));
-        let labels = if schema == Schema::Classification { schema::label_map(&records) } else { Vec::new() };
+        let labels = if matches!(schema, Schema::Classification | Schema::TokenClassification) {
+            schema::label_map(&records)
+        } else {
+            Vec::new()
+        };
         Ok(Dataset { source: source.to_string(), files, schema, detected, records, rejected, labels })
     }
 

@@ -284,6 +284,37 @@ impl<'a> Encoder<'a> {
                 let (seq, cut) = self.conversation(&concat(prompt, completion), prompt.len(), tools.as_ref(), loc)?;
                 (seq, None, Target::Desirable(*desirable), cut)
             }
+            Example::Tagged { tokens, tags } => {
+                let (ids, words, cut) = self
+                    .tokenizer
+                    .encode_words(tokens, self.opts.max_length)
+                    .map_err(|e| RowError::new(loc, Some("tokens"), e.to_string()))?;
+                if cut && self.opts.truncation == Truncation::Drop {
+                    return Err(too_long(loc, self.opts.max_length.unwrap_or(0)));
+                }
+                let ids_of: Vec<i32> = tags
+                    .iter()
+                    .map(|t| {
+                        self.classes.get(t.as_str()).map(|&c| c as i32).ok_or_else(|| {
+                            RowError::new(loc, Some("tags"), format!("tag '{t}' is not in the label map"))
+                        })
+                    })
+                    .collect::<std::result::Result<_, _>>()?;
+                // The first token of each word carries the word's tag; the word's other tokens
+                // and special tokens are not trained (transformers' run_ner default).
+                let mut labels = vec![IGNORE; ids.len()];
+                for k in 0..ids.len() {
+                    if let Some(w) = words[k] {
+                        if k == 0 || words[k - 1] != Some(w) {
+                            labels[k] = ids_of[w as usize];
+                        }
+                    }
+                }
+                if labels.iter().all(|&l| l == IGNORE) {
+                    return Err(RowError::new(loc, Some("tokens"), "no word is left to tag after truncation"));
+                }
+                (Sequence { input_ids: ids, labels, token_type_ids: Vec::new() }, None, Target::None, cut)
+            }
             Example::Pair { anchor, positive, negative } => {
                 let (a, mut cut) = self.labeled(anchor, None, loc)?;
                 for text in std::iter::once(positive).chain(negative) {
@@ -340,6 +371,25 @@ impl<'a> Encoder<'a> {
         };
         match &record.example {
             Example::Chat { messages, tools } => Ok(vec![chat("", messages, 0, tools.as_ref())?]),
+            Example::Tagged { tokens, tags } => {
+                let (ids, _, _) = self
+                    .tokenizer
+                    .encode_words(tokens, None)
+                    .map_err(|e| RowError::new(loc, Some("tokens"), e.to_string()))?;
+                let shown: Vec<String> = tokens
+                    .iter()
+                    .zip(tags)
+                    .map(|(w, t)| if t == "O" { w.clone() } else { format!("{w}/{t}") })
+                    .collect();
+                Ok(vec![Annotated {
+                    title: "",
+                    text: shown.join(" "),
+                    trained: Vec::new(),
+                    tokens: ids.len(),
+                    trained_tokens: tokens.len(),
+                    target: None,
+                }])
+            }
             Example::Pair { anchor, positive, negative } => {
                 let titled = [("anchor", Some(anchor)), ("positive", Some(positive)), ("negative", negative.as_ref())];
                 titled

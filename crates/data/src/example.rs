@@ -135,6 +135,14 @@ pub enum Example {
         /// Tool definitions.
         tools: Option<Value>,
     },
+    /// Words with one tag each (named entities in IOB2, parts of speech), for token
+    /// classification.
+    Tagged {
+        /// The words.
+        tokens: Vec<String>,
+        /// One tag per word.
+        tags: Vec<String>,
+    },
     /// Two texts that should embed close together (a query and a matching passage, a sentence
     /// and its paraphrase), optionally with a hard negative, for training sentence embeddings.
     Pair {
@@ -168,6 +176,7 @@ impl Example {
             Example::Preference { .. } => "preference",
             Example::Unpaired { .. } => "unpaired preference",
             Example::Pair { .. } => "pair",
+            Example::Tagged { .. } => "tagged",
         }
     }
 }

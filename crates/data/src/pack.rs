@@ -57,8 +57,16 @@ pub struct PackedRow {
 }
 
 impl PackedRow {
-    /// Concatenates `members` into one row.
+    /// Concatenates `members` into one row (labels of a causal LM: each member's first label
+    /// is ignored).
     pub fn new(members: &[&Sequence]) -> PackedRow {
+        PackedRow::with_labels(members, true)
+    }
+
+    /// Concatenates `members` into one row; with `causal` labels (predicted from the tokens
+    /// before them) each member's first label is ignored, otherwise labels are kept as they are
+    /// (token classification).
+    pub fn with_labels(members: &[&Sequence], causal: bool) -> PackedRow {
         let total: usize = members.iter().map(|s| s.len()).sum();
         let mut row = PackedRow {
             input_ids: Vec::with_capacity(total),
@@ -70,7 +78,7 @@ impl PackedRow {
             row.input_ids.extend_from_slice(&s.input_ids);
             let first = row.labels.len();
             row.labels.extend_from_slice(&s.labels);
-            if let Some(l) = row.labels.get_mut(first) {
+            if let Some(l) = row.labels.get_mut(first).filter(|_| causal) {
                 *l = IGNORE;
             }
             row.position_ids.extend(0..s.len() as u32);
@@ -100,6 +108,22 @@ mod tests {
         // 3 → bin0, the fullest that fits (room 0); 1 → bin1 (room 0).
         let bins = best_fit_decreasing(&[3, 7, 1, 5, 4], 10).unwrap();
         assert_eq!(bins, vec![vec![1, 0], vec![3, 4, 2]]);
+    }
+
+    #[test]
+    fn causal_rows_ignore_each_first_label_and_tagging_rows_keep_them() {
+        let s = |ids: &[u32]| Sequence {
+            input_ids: ids.to_vec(),
+            labels: ids.iter().map(|&i| i as i32).collect(),
+            token_type_ids: Vec::new(),
+        };
+        let (a, b) = (s(&[1, 2]), s(&[3, 4, 5]));
+        let causal = PackedRow::new(&[&a, &b]);
+        assert_eq!(causal.labels, vec![IGNORE, 2, IGNORE, 4, 5]);
+        assert_eq!(causal.position_ids, vec![0, 1, 0, 1, 2]);
+        assert_eq!(causal.segment_ids, vec![0, 0, 1, 1, 1]);
+        let tagged = PackedRow::with_labels(&[&a, &b], false);
+        assert_eq!(tagged.labels, vec![1, 2, 3, 4, 5]);
     }
 
     #[test]

@@ -83,6 +83,12 @@ fn parts(e: &Example) -> Vec<&str> {
             out.push(if *desirable { "\u{1}desirable" } else { "\u{1}undesirable" });
             push_messages(&mut out, completion);
         }
+        Example::Tagged { tokens, tags } => {
+            for (w, t) in tokens.iter().zip(tags) {
+                out.push(w);
+                out.push(t);
+            }
+        }
         Example::Pair { anchor, positive, negative } => {
             out.push(anchor);
             out.push("\u{1}positive");
@@ -107,6 +113,7 @@ pub fn content_chars(e: &Example) -> usize {
         }
         Example::Preference { prompt, chosen, rejected, .. } => count(prompt) + count(chosen) + count(rejected),
         Example::Unpaired { prompt, completion, .. } => count(prompt) + count(completion),
+        Example::Tagged { tokens, .. } => tokens.iter().map(|w| w.chars().count()).sum(),
         Example::Pair { anchor, positive, negative } => {
             anchor.chars().count() + positive.chars().count() + negative.as_ref().map_or(0, |n| n.chars().count())
         }
@@ -126,6 +133,7 @@ pub fn is_empty(e: &Example) -> bool {
         Example::Preference { chosen, rejected, .. } => !reply(chosen) || !reply(rejected),
         Example::Unpaired { completion, .. } => !reply(completion),
         Example::Pair { anchor, positive, .. } => anchor.trim().is_empty() || positive.trim().is_empty(),
+        Example::Tagged { tokens, .. } => tokens.is_empty(),
     }
 }
 

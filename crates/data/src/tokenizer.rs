@@ -258,6 +258,36 @@ impl Tokenizer {
         }
     }
 
+    /// Ids of pre-split `words` with the tokenizer's special tokens, and for each token the
+    /// index of the word it came from (None for special tokens), truncated to `max_len` tokens
+    /// from the end. The flag says whether anything was cut. Hugging Face tokenizers only.
+    pub fn encode_words(&self, words: &[String], max_len: Option<usize>) -> Result<(Vec<u32>, Vec<Option<u32>>, bool)> {
+        use tokenizers::utils::truncation::{truncate_encodings, TruncationParams};
+        use tokenizers::PostProcessor;
+        match self {
+            Tokenizer::Hf { inner, path, .. } => {
+                let err = |e: tokenizers::Error| DataError::Tokenizer { path: path.clone(), why: e.to_string() };
+                let enc = inner.encode(words, false).map_err(err)?;
+                let before = enc.len();
+                let enc = match max_len {
+                    Some(max) => {
+                        let added = inner.get_post_processor().map_or(0, |p| p.added_tokens(false));
+                        let params =
+                            TruncationParams { max_length: max.saturating_sub(added), ..TruncationParams::default() };
+                        truncate_encodings(enc, None, &params).map_err(err)?.0
+                    }
+                    None => enc,
+                };
+                let cut = enc.len() < before;
+                let enc = inner.post_process(enc, None, true).map_err(err)?;
+                Ok((enc.get_ids().to_vec(), enc.get_word_ids().to_vec(), cut))
+            }
+            Tokenizer::Llama2c(_) => Err(DataError::Invalid(
+                "token classification needs a Hugging Face tokenizer (tokenizer.json) to map words to tokens".into(),
+            )),
+        }
+    }
+
     /// Ids and token type ids of a text pair (BERT-style `[CLS] a [SEP] b [SEP]`).
     pub fn encode_pair(&self, a: &str, b: &str) -> Result<(Vec<u32>, Vec<u32>)> {
         match self {

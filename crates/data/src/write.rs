@@ -76,6 +76,10 @@ pub fn to_format(r: &Record, format: OutputFormat) -> std::result::Result<Value,
         (_, Example::Text(t)) if format != OutputFormat::Alpaca && format != OutputFormat::ShareGpt => {
             m.insert("text".into(), Value::String(t.clone()));
         }
+        (OutputFormat::Jsonl, Example::Tagged { tokens, tags }) => {
+            m.insert("tokens".into(), json!(tokens));
+            m.insert("tags".into(), json!(tags));
+        }
         (OutputFormat::Jsonl, Example::Pair { anchor, positive, negative }) => {
             m.insert("anchor".into(), Value::String(anchor.clone()));
             m.insert("positive".into(), Value::String(positive.clone()));

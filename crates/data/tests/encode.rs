@@ -209,3 +209,33 @@ fn bert_pairs_truncate_longest_first() {
     assert_eq!(types, vec![0, 0, 0, 0, 0, 0, 1, 1, 1, 1]);
     assert_eq!(tok.decode(&ids, false).unwrap(), "[CLS] one two three four [SEP] red green blue [SEP]");
 }
+
+#[test]
+fn tagged_words_label_their_first_token_only() {
+    let dir = tunesmith_testkit::minilm_dir();
+    if !dir.join("tokenizer.json").exists() {
+        eprintln!("skipping: MiniLM not fetched (scripts/fetch-test-models.sh)");
+        return;
+    }
+    let tok = Tokenizer::from_dir(&dir).unwrap();
+    let labels: Vec<String> = ["B-LOC", "O"].iter().map(|s| s.to_string()).collect();
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let ex = |tokens: &[&str], tags: &[&str]| record(Example::Tagged { tokens: words(tokens), tags: words(tags) });
+    let enc =
+        Encoder::new(&tok, None, &labels, EncodeOptions { max_length: Some(6), ..EncodeOptions::default() }).unwrap();
+    // "Zwierzyniecka" splits into several word pieces: only the first is trained; [CLS]/[SEP] never are.
+    let e = enc.encode(&ex(&["to", "Zwierzyniecka"], &["O", "B-LOC"])).unwrap();
+    let pieces = tok.decode(&e.sequence.input_ids, false).unwrap();
+    assert!(e.sequence.len() > 4 && pieces.starts_with("[CLS] to zw"), "{pieces}");
+    let mut want = vec![IGNORE, 1, 0];
+    want.resize(e.sequence.len(), IGNORE);
+    assert_eq!(e.sequence.labels, want);
+    // Truncation keeps [SEP] and counts the cut; words cut off are not trained.
+    let e = enc.encode(&ex(&["a", "b", "c", "d", "e", "f"], &["O"; 6])).unwrap();
+    assert!(e.truncated);
+    assert_eq!(e.sequence.labels, vec![IGNORE, 1, 1, 1, 1, IGNORE]);
+    assert_eq!(tok.decode(&e.sequence.input_ids, false).unwrap(), "[CLS] a b c d [SEP]");
+    // A tag outside the label map is refused with the field.
+    let err = enc.encode(&ex(&["x"], &["B-PER"])).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("tags"));
+}

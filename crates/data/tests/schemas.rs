@@ -271,3 +271,33 @@ fn embedding_pairs_with_optional_hard_negatives() {
         ds.records.iter().map(|r| &r.example).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn tagged_words_with_names_or_integer_ids() {
+    let ds = load(
+        ".jsonl",
+        &jsonl(&[
+            json!({"tokens": ["Maria", "lives", "in", "Lyon"], "ner_tags": ["B-PER", "O", "O", "B-LOC"]}),
+            json!({"tokens": ["Oslo"], "tags": ["B-LOC"]}),
+            json!({"tokens": ["a", "b"], "tags": ["O"]}),
+            json!({"tokens": [], "tags": []}),
+            json!({"tokens": ["a"], "tags": [true]}),
+        ]),
+    );
+    assert_eq!(ds.schema, Schema::TokenClassification);
+    assert_eq!(
+        ds.records[0].example,
+        Example::Tagged {
+            tokens: vec!["Maria".into(), "lives".into(), "in".into(), "Lyon".into()],
+            tags: vec!["B-PER".into(), "O".into(), "O".into(), "B-LOC".into()]
+        }
+    );
+    assert_eq!(ds.labels, vec!["B-LOC", "B-PER", "O"]);
+    let why: Vec<String> = ds.rejected.iter().map(|e| format!("{}:{:?}:{}", e.loc.line, e.field, e.why)).collect();
+    assert_eq!(why.len(), 3, "{why:?}");
+    assert!(why[0].starts_with("3:Some(\"tags\")") && why[0].contains("1 tags for 2 tokens"), "{why:?}");
+    assert!(why[1].contains("empty") && why[2].contains("item 0"), "{why:?}");
+    // HF datasets store tags as class ids: they map in numeric order.
+    let ds = load(".jsonl", &jsonl(&[json!({"tokens": ["x", "y", "z"], "ner_tags": [0, 10, 2]})]));
+    assert_eq!(ds.labels, vec!["0", "2", "10"]);
+}

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gsm8k;
 pub mod inputs;
 pub mod lm;
+pub mod ner;
 pub mod porter;
 pub mod preference;
 pub mod regression;

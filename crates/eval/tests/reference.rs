@@ -1,6 +1,6 @@
 //! Agreement with the reference implementations: the fixtures hold inputs and the scores that
-//! scikit-learn, scipy, sacrebleu, rouge-score and the SQuAD script give them
-//! (scripts/make_eval_fixtures.py regenerates them).
+//! scikit-learn, scipy, sacrebleu, rouge-score, the SQuAD script and seqeval give them
+//! (scripts/make_eval_fixtures.py and scripts/make_ner_fixture.py regenerate them).
 
 use serde_json::Value;
 use tunesmith_eval::calibration::{brier, calibration, ECE_BINS};
@@ -159,5 +159,27 @@ fn porter_stemmer_matches_nltk_on_known_words() {
         ("analogies", "analog"),
     ] {
         assert_eq!(tunesmith_eval::porter::stem(w), s, "stem of {w}");
+    }
+}
+
+#[test]
+fn entity_scores_match_seqeval() {
+    let fx = fixture("ner");
+    let cases = fx["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 40);
+    for (i, c) in cases.iter().enumerate() {
+        let truth: Vec<Vec<String>> = serde_json::from_value(c["truth"].clone()).unwrap();
+        let pred: Vec<Vec<String>> = serde_json::from_value(c["pred"].clone()).unwrap();
+        let want: Vec<Vec<(String, usize, usize)>> = serde_json::from_value(c["entities"].clone()).unwrap();
+        for (s, w) in truth.iter().zip(&want) {
+            let got: Vec<(String, usize, usize)> =
+                tunesmith_eval::ner::entities(s).into_iter().map(|e| (e.kind, e.start, e.end)).collect();
+            assert_eq!(&got, w, "case {i}: {s:?}");
+        }
+        let s = tunesmith_eval::ner::entity_scores(&truth, &pred).unwrap();
+        let case = format!("ner case {i}");
+        close(&case, "precision", s.precision, &c["precision"], 1e-12);
+        close(&case, "recall", s.recall, &c["recall"], 1e-12);
+        close(&case, "f1", s.f1, &c["f1"], 1e-12);
     }
 }

@@ -60,6 +60,8 @@ pub enum TaskKind {
     /// Sentence embeddings from (anchor, positive[, negative]) pairs, trained with in-batch
     /// negatives.
     Embedding,
+    /// One tag per word (named entities, parts of speech).
+    TokenClassification,
 }
 
 impl TaskKind {
@@ -70,6 +72,7 @@ impl TaskKind {
             TaskKind::Regression => "regression",
             TaskKind::CausalLm => "causal_lm",
             TaskKind::Embedding => "embedding",
+            TaskKind::TokenClassification => "token_classification",
         }
     }
 }

@@ -52,6 +52,7 @@ fn check_task_fits(ds: &Dataset, task: TaskKind, what: &str) -> Result<()> {
                 | (Example::Labeled { label: Label::Value(_), .. }, TaskKind::Regression)
                 | (Example::Chat { .. } | Example::Text(_), TaskKind::CausalLm)
                 | (Example::Pair { .. }, TaskKind::Embedding)
+                | (Example::Tagged { .. }, TaskKind::TokenClassification)
         )
     };
     if let Some(r) = ds.records.iter().find(|r| !fits(r)) {
@@ -109,24 +110,29 @@ pub fn prepare(cfg: &RunConfig, tokenizer: &Tokenizer, model_dir: &Path) -> Resu
     }
     let labels: Vec<String> = match (&cfg.task.labels, cfg.task.kind) {
         (Some(l), _) => l.clone(),
-        (None, TaskKind::Classification) => train_ds.labels.clone(),
+        (None, TaskKind::Classification | TaskKind::TokenClassification) => train_ds.labels.clone(),
         _ => Vec::new(),
     };
-    if cfg.task.kind == TaskKind::Classification {
+    if matches!(cfg.task.kind, TaskKind::Classification | TaskKind::TokenClassification) {
         if labels.len() < 2 {
             return Err(TrainError::Data(format!(
-                "{}: classification needs at least 2 classes, found {:?}",
-                d.train, labels
+                "{}: {} needs at least 2 classes, found {:?}",
+                d.train,
+                cfg.task.kind.name(),
+                labels
             )));
         }
         for r in train_records.iter().chain(&val_records) {
-            if let Example::Labeled { label: Label::Class(c), .. } = &r.example {
-                if !labels.contains(c) {
-                    return Err(TrainError::Data(format!(
-                        "{}: label \"{c}\" is not in the label map {labels:?}; add it to task.labels or fix the row",
-                        r.loc
-                    )));
-                }
+            let names: &[String] = match &r.example {
+                Example::Labeled { label: Label::Class(c), .. } => std::slice::from_ref(c),
+                Example::Tagged { tags, .. } => tags,
+                _ => &[],
+            };
+            if let Some(c) = names.iter().find(|c| !labels.contains(c)) {
+                return Err(TrainError::Data(format!(
+                    "{}: label \"{c}\" is not in the label map {labels:?}; add it to task.labels or fix the row",
+                    r.loc
+                )));
             }
         }
     }

@@ -74,6 +74,7 @@ fn model_task(kind: TaskKind) -> Task {
         TaskKind::Classification | TaskKind::Regression => Task::SequenceClassification,
         TaskKind::CausalLm => Task::CausalLm,
         TaskKind::Embedding => Task::Embedding,
+        TaskKind::TokenClassification => Task::TokenClassification,
     }
 }
 
@@ -106,7 +107,7 @@ fn targets(hb: &HostBatch, kind: TaskKind) -> Result<Targets> {
         TaskKind::Embedding => {
             return Err(TrainError::Config("embedding pairs have no per-example targets".into()));
         }
-        TaskKind::CausalLm => Targets::Tokens(Tensor::from_vec(
+        TaskKind::CausalLm | TaskKind::TokenClassification => Targets::Tokens(Tensor::from_vec(
             hb.labels.iter().map(|&l| i64::from(l)).collect::<Vec<i64>>(),
             &[hb.rows, hb.len],
         )?),
@@ -127,6 +128,7 @@ fn loss_units(hb: &HostBatch, kind: TaskKind) -> usize {
         TaskKind::CausalLm => {
             (0..hb.rows).map(|r| hb.labels[r * hb.len + 1..(r + 1) * hb.len].iter().filter(|&&l| l >= 0).count()).sum()
         }
+        TaskKind::TokenClassification => hb.labels.iter().filter(|&&l| l >= 0).count(),
         _ => hb.targets.len(),
     }
 }
@@ -234,7 +236,7 @@ impl Trainer {
         };
         let data = prepare(&cfg, &tokenizer, &model_dir)?;
         let labels = match cfg.task.kind {
-            TaskKind::Classification => Some(data.labels.clone()),
+            TaskKind::Classification | TaskKind::TokenClassification => Some(data.labels.clone()),
             TaskKind::Regression => Some(vec!["score".into()]),
             TaskKind::CausalLm | TaskKind::Embedding => None,
         };
@@ -257,6 +259,7 @@ impl Trainer {
                 drop_last: false,
                 pad_id,
                 pad_to_multiple_of: 1,
+                causal_labels: cfg.task.kind == TaskKind::CausalLm,
             },
         )?;
         let per_epoch = loader.batches_per_epoch().div_ceil(cfg.train.grad_accum) as u64;
@@ -423,6 +426,48 @@ impl Trainer {
         Ok(m)
     }
 
+    /// Validation of token classification: loss and accuracy over the tagged words (the first
+    /// token of each word), and entity precision/recall/F1 as seqeval scores them when the tags
+    /// are IOB/IOBES entity tags.
+    fn evaluate_tags(&self, loader: &Loader) -> Result<Map<String, Value>> {
+        let n = self.data.validation.len();
+        let mut truth: Vec<Vec<String>> = vec![Vec::new(); n];
+        let mut pred: Vec<Vec<String>> = vec![Vec::new(); n];
+        let (mut loss, mut words, mut right) = (0.0, 0usize, 0usize);
+        let names = &self.data.labels;
+        for (_, hb) in loader.epoch_from(Position::default()) {
+            let g = Graph::inference();
+            let logits = self.model.forward(&g, &to_batch(&hb, false, 0)?, false)?;
+            let k = logits.shape().last().copied().unwrap_or(1);
+            let v = logits.value().to_vec_f64()?;
+            for (r, &ex) in hb.examples.iter().enumerate() {
+                for c in 0..hb.len {
+                    let i = r * hb.len + c;
+                    let Ok(label) = usize::try_from(hb.labels[i]) else { continue };
+                    let row = &v[i * k..(i + 1) * k];
+                    let best = argmax(row);
+                    let m = row[best];
+                    loss += m + row.iter().map(|x| (x - m).exp()).sum::<f64>().ln() - row[label];
+                    words += 1;
+                    right += usize::from(best == label);
+                    truth[ex].push(names[label].clone());
+                    pred[ex].push(names[best].clone());
+                }
+            }
+        }
+        let mut m = Map::new();
+        m.insert("loss".into(), json!(loss / words.max(1) as f64));
+        m.insert("accuracy".into(), json!(right as f64 / words.max(1) as f64));
+        let entity_tags = names.iter().any(|t| ["B-", "I-", "E-", "S-"].iter().any(|p| t.starts_with(p)));
+        if entity_tags {
+            let s = tunesmith_eval::ner::entity_scores(&truth, &pred)?;
+            m.insert("precision".into(), json!(s.precision));
+            m.insert("recall".into(), json!(s.recall));
+            m.insert("f1".into(), json!(s.f1));
+        }
+        Ok(m)
+    }
+
     /// Whether training batches are packed (several examples per row with segment ids).
     fn packed(&self) -> bool {
         self.cfg.data.packing || self.cfg.data.padding_free
@@ -494,6 +539,9 @@ impl Trainer {
         if kind == TaskKind::Embedding {
             return self.evaluate_pairs(&loader).map(Some);
         }
+        if kind == TaskKind::TokenClassification {
+            return self.evaluate_tags(&loader).map(Some);
+        }
         let mut loss_sum = 0.0;
         let mut units = 0usize;
         let mut lm = LmAccumulator::default();
@@ -553,8 +601,8 @@ impl Trainer {
                     m.insert("perplexity".into(), json!(s.perplexity));
                 }
             }
-            // Scored by evaluate_pairs above.
-            TaskKind::Embedding => {}
+            // Scored by evaluate_pairs and evaluate_tags above.
+            TaskKind::Embedding | TaskKind::TokenClassification => {}
         }
         Ok(Some(m))
     }

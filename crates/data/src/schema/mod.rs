@@ -46,11 +46,14 @@ pub enum Schema {
     /// Embedding pairs: `anchor` (or `query`) and `positive`, optionally a hard `negative`
     /// (sentence-transformers' column names).
     Pairs,
+    /// Token classification: `tokens` (words) and one tag per word in `tags` (or `ner_tags`,
+    /// `pos_tags`, `labels`), as names or integer ids.
+    TokenClassification,
 }
 
 impl Schema {
     /// All schemas, for help texts.
-    pub const ALL: [Schema; 11] = [
+    pub const ALL: [Schema; 12] = [
         Schema::Classification,
         Schema::Regression,
         Schema::Text,
@@ -62,6 +65,7 @@ impl Schema {
         Schema::OpenAiDpo,
         Schema::Kto,
         Schema::Pairs,
+        Schema::TokenClassification,
     ];
 
     /// The name used in configs and on the command line.
@@ -78,6 +82,7 @@ impl Schema {
             Schema::OpenAiDpo => "openai_dpo",
             Schema::Kto => "kto",
             Schema::Pairs => "pairs",
+            Schema::TokenClassification => "token_classification",
         }
     }
 }
@@ -132,6 +137,7 @@ impl FieldMap {
 const TEXT_KEYS: [&str; 7] = ["text", "sentence", "sentence1", "premise", "content", "review", "document"];
 const PAIR_KEYS: [&str; 5] = ["text_pair", "sentence2", "hypothesis", "question2", "text2"];
 const LABEL_KEYS: [&str; 5] = ["label", "labels", "class", "category", "target"];
+const TAG_KEYS: [&str; 4] = ["tags", "ner_tags", "pos_tags", "labels"];
 
 fn has(row: &RawRow, k: &str) -> bool {
     row.value.get(k).is_some_and(|v| !v.is_null())
@@ -151,6 +157,9 @@ fn detect_row(row: &RawRow) -> Option<Schema> {
     let bool_label = row.value.get("label").is_some_and(Value::is_boolean);
     if bool_label && (h("messages") || (h("prompt") && h("completion"))) {
         return Some(Schema::Kto);
+    }
+    if row.value.get("tokens").is_some_and(Value::is_array) && TAG_KEYS.iter().any(|k| h(k)) {
+        return Some(Schema::TokenClassification);
     }
     if (h("anchor") || h("query")) && h("positive") {
         return Some(Schema::Pairs);
@@ -316,6 +325,7 @@ fn convert_row(f: &mut Fields, schema: Schema) -> std::result::Result<Example, R
             Ok(Example::Chat { messages, tools })
         }
         Schema::Preference => preference(f),
+        Schema::TokenClassification => tagged(f),
         Schema::Pairs => {
             let text = |f: &mut Fields, keys: &[&str]| -> std::result::Result<Option<(String, String)>, RowError> {
                 match f.take_any(keys) {
@@ -530,14 +540,51 @@ fn preference(f: &mut Fields) -> std::result::Result<Example, RowError> {
     Ok(Example::Preference { prompt, chosen, rejected, tools })
 }
 
-/// The label ↔ id map of classification records: integer labels in numeric order, otherwise
-/// names in sorted order.
+/// Words and their tags; integer tags (HF datasets' class ids) become their decimal names.
+fn tagged(f: &mut Fields) -> std::result::Result<Example, RowError> {
+    let words = |f: &Fields, key: &str, v: Value, ints: bool| -> std::result::Result<Vec<String>, RowError> {
+        let Value::Array(items) = v else {
+            return Err(f.err(key, format!("expected a list, found {}", json_kind(&v))));
+        };
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| match x {
+                Value::String(s) if !s.is_empty() => Ok(s),
+                Value::Number(n) if ints && n.is_i64() => Ok(n.to_string()),
+                other => Err(f.err(
+                    key,
+                    format!(
+                        "item {i}: expected a non-empty {}, found {}",
+                        if ints { "tag" } else { "string" },
+                        json_kind(&other)
+                    ),
+                )),
+            })
+            .collect()
+    };
+    let v = f.take("tokens").ok_or_else(|| f.err("tokens", "is missing"))?;
+    let tokens = words(f, "tokens", v, false)?;
+    let (key, v) = f.take_any(&TAG_KEYS).ok_or_else(|| f.err("tags", "is missing"))?;
+    let tags = words(f, &key, v, true)?;
+    if tokens.is_empty() {
+        return Err(f.err("tokens", "is empty"));
+    }
+    if tags.len() != tokens.len() {
+        return Err(f.err(&key, format!("has {} tags for {} tokens; give one tag per token", tags.len(), tokens.len())));
+    }
+    Ok(Example::Tagged { tokens, tags })
+}
+
+/// The label ↔ id map of classification records (class labels, or the tags of tagged
+/// words): integer labels in numeric order, otherwise names in sorted order.
 pub fn label_map(records: &[Record]) -> Vec<String> {
     let mut names: Vec<String> = records
         .iter()
-        .filter_map(|r| match &r.example {
-            Example::Labeled { label: Label::Class(c), .. } => Some(c.clone()),
-            _ => None,
+        .flat_map(|r| match &r.example {
+            Example::Labeled { label: Label::Class(c), .. } => vec![c.clone()],
+            Example::Tagged { tags, .. } => tags.clone(),
+            _ => Vec::new(),
         })
         .collect();
     names.sort();

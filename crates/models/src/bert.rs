@@ -130,7 +130,9 @@ impl Bert {
         out
     }
 
-    /// Final hidden states `[B, T, D]`.
+    /// Final hidden states `[B, T, D]`; with `first_token_only`, `[B, 1, D]`: the last block
+    /// computes only the first token's output (all a first-token classifier reads), attending
+    /// over every token as usual, which skips most of that block's work. Unpacked batches only.
     #[allow(clippy::too_many_arguments)]
     pub fn forward<'m>(
         &'m self,
@@ -142,7 +144,13 @@ impl Bert {
         token_types: Option<&Tensor>,
         masks: &AttnMasks,
         checkpoint: bool,
+        first_token_only: bool,
     ) -> Result<Var> {
+        if first_token_only && masks.segments.is_some() {
+            return Err(crate::error::ModelError::Invalid(
+                "first-token-only encoding needs one sequence per row, not packed segments".into(),
+            ));
+        }
         let shape = ids.shape().to_vec();
         let word = g.embedding(ids, &g.param(p, self.word))?;
         let pos = Tensor::from_vec(positions.to_vec(), &shape)?;
@@ -154,15 +162,17 @@ impl Bert {
         let types = g.embedding(&types, &g.param(p, self.token_type))?;
         let e = g.add(&g.add(&word, &pos)?, &types)?;
         let mut h = g.dropout(&self.emb_norm.forward(g, p, &e)?, cfg.hidden_dropout)?;
-        for block in &self.blocks {
+        let last = self.blocks.len().saturating_sub(1);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let first_only = first_token_only && i == last;
             h = if checkpoint {
                 let masks = masks.clone();
                 g.checkpoint(&[&h], move |g, ins| {
-                    block.forward(g, p, cfg, &ins[0], &masks).map(|v| vec![v]).map_err(crate::to_engine)
+                    block.forward(g, p, cfg, &ins[0], &masks, first_only).map(|v| vec![v]).map_err(crate::to_engine)
                 })?
                 .remove(0)
             } else {
-                block.forward(g, p, cfg, &h, masks)?
+                block.forward(g, p, cfg, &h, masks, first_only)?
             };
         }
         Ok(h)
@@ -170,7 +180,8 @@ impl Bert {
 }
 
 impl BertBlock {
-    /// LN(h + drop(attn(h))), then LN(· + drop(mlp(·))).
+    /// LN(h + drop(attn(h))), then LN(· + drop(mlp(·))). With `first_only`, only the first
+    /// token's output `[B, 1, D]` is computed (its query still attends over every key).
     pub fn forward<'m>(
         &self,
         g: &Graph<'m>,
@@ -178,13 +189,16 @@ impl BertBlock {
         cfg: &ModelConfig,
         h: &Var,
         masks: &AttnMasks,
+        first_only: bool,
     ) -> Result<Var> {
         let s = h.shape();
         let (b, t, d) = (s[0], s[1], s[2]);
         let (nh, hd) = (cfg.num_heads, cfg.head_dim);
-        let q = g.reshape(&self.query.forward(g, p, h)?, &[b, t, nh, hd])?;
         let k = g.reshape(&self.key.forward(g, p, h)?, &[b, t, nh, hd])?;
         let v = g.reshape(&self.value.forward(g, p, h)?, &[b, t, nh, hd])?;
+        let (h, t) = if first_only { (g.narrow(h, 1, 0, 1)?, 1) } else { (h.clone(), t) };
+        let h = &h;
+        let q = g.reshape(&self.query.forward(g, p, h)?, &[b, t, nh, hd])?;
         let spec = AttentionSpec { causal: false, window: None, scale: None, dropout: cfg.attention_dropout };
         let o = attend(g, &q, k, v, None, masks, spec)?;
         let o = self.attn_out.forward(g, p, &g.reshape(&o, &[b, t, d])?)?;

@@ -462,10 +462,33 @@ impl Model {
     /// Final hidden states `[B, T, D]`. `checkpoint` recomputes each block in the backward
     /// instead of keeping its activations.
     pub fn hidden_states<'m>(&'m self, g: &Graph<'m>, batch: &Batch, checkpoint: bool) -> Result<Var> {
+        self.encode(g, batch, checkpoint, false)
+    }
+
+    /// Whether the head reads only the first token of each row, so that the encoder's last
+    /// block may skip the others: first-token sequence classification of unpacked rows.
+    fn head_reads_first_token_only(&self, batch: &Batch) -> bool {
+        matches!(&self.head, Head::SequenceClassification(h) if h.pooling == Pooling::First)
+            && matches!(self.backbone, Backbone::Bert(_))
+            && batch.segment_ids.is_none()
+    }
+
+    /// Hidden states for the head: `[B, T, D]`, or `[B, 1, D]` when the head reads only the
+    /// first token (the same values, without the last block's work on the other tokens).
+    fn hidden_states_for_head<'m>(&'m self, g: &Graph<'m>, batch: &Batch, checkpoint: bool) -> Result<Var> {
+        self.encode(g, batch, checkpoint, self.head_reads_first_token_only(batch))
+    }
+
+    fn encode<'m>(&'m self, g: &Graph<'m>, batch: &Batch, checkpoint: bool, first_token_only: bool) -> Result<Var> {
         batch.validate()?;
         let masks = self.masks(batch)?;
         let positions = self.positions(batch)?;
-        self.backbone_forward(g, &batch.input_ids, &positions, batch.token_type_ids.as_ref(), &masks, None, checkpoint)
+        let (p, cfg) = (&self.params, &self.config);
+        let (ids, types) = (&batch.input_ids, batch.token_type_ids.as_ref());
+        match &self.backbone {
+            Backbone::Bert(m) => m.forward(g, p, cfg, ids, &positions, types, &masks, checkpoint, first_token_only),
+            _ => self.backbone_forward(g, ids, &positions, types, &masks, None, checkpoint),
+        }
     }
 
     /// Hidden states of new tokens `ids [B, T]` given a key/value cache; `key_mask [B, S+T]`
@@ -500,7 +523,7 @@ impl Model {
         match &self.backbone {
             Backbone::Llama(m) => m.forward(g, p, cfg, ids, positions, masks, cache, checkpoint),
             Backbone::Gpt2(m) => m.forward(g, p, cfg, ids, positions, token_types, masks, cache, checkpoint),
-            Backbone::Bert(m) => m.forward(g, p, cfg, ids, positions, token_types, masks, checkpoint),
+            Backbone::Bert(m) => m.forward(g, p, cfg, ids, positions, token_types, masks, checkpoint, false),
         }
     }
 
@@ -582,7 +605,7 @@ impl Model {
     /// The head's output: LM logits `[B, T, V]`, class logits `[B, L]` / `[B, T, L]`, or
     /// sentence embeddings `[B, D]`.
     pub fn forward<'m>(&'m self, g: &Graph<'m>, batch: &Batch, checkpoint: bool) -> Result<Var> {
-        let h = self.hidden_states(g, batch, checkpoint)?;
+        let h = self.hidden_states_for_head(g, batch, checkpoint)?;
         self.head_forward(g, &h, batch)
     }
 
@@ -632,7 +655,7 @@ impl Model {
         opts: &LossOptions,
         checkpoint: bool,
     ) -> Result<ModelLoss> {
-        let h = self.hidden_states(g, batch, checkpoint)?;
+        let h = self.hidden_states_for_head(g, batch, checkpoint)?;
         self.head_loss(g, &h, batch, targets, opts)
     }
 

@@ -194,3 +194,21 @@ fn bert_sentence_embeddings_pool_each_packed_example() {
 fn bert_token_classification() {
     check("bert_token_cls", Task::TokenClassification);
 }
+
+/// First-token classifiers of unpacked rows skip the last block's work on the other tokens;
+/// the logits equal those computed from the full hidden states.
+#[test]
+fn first_token_classifiers_skip_the_last_block_s_other_tokens_exactly() {
+    for name in ["bert_seq_cls", "roberta_seq_cls"] {
+        let dir = fixture(name);
+        let (model, _) = Model::load(&dir, &LoadOptions::new(Task::SequenceClassification)).unwrap();
+        let (padded, _, _) = batches(&dir, &model, 24);
+        let g = Graph::inference();
+        let pruned = model.forward(&g, &padded, false).unwrap().value().to_vec_f64().unwrap();
+        let full = model.hidden_states(&g, &padded, false).unwrap();
+        assert_eq!(full.shape()[1], padded.dims().1);
+        let from_full = model.head_forward(&g, &full, &padded).unwrap().value().to_vec_f64().unwrap();
+        let e = max_rel(&pruned, &from_full);
+        assert!(e < 1e-6, "{name}: {e:e}");
+    }
+}

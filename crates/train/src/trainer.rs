@@ -677,6 +677,7 @@ impl Trainer {
             for group in plan.chunks(accum) {
                 let units: usize = group.iter().map(|(_, hb)| loss_units(hb, kind)).sum();
                 let mut loss_total = 0.0;
+                let mut group_tokens = 0u64;
                 for (i, (_, hb)) in group.iter().enumerate() {
                     let g = Graph::train(
                         self.cfg.train.seed.wrapping_mul(1_000_003).wrapping_add(self.state.step * 64 + i as u64),
@@ -695,8 +696,9 @@ impl Trainer {
                     };
                     loss_total += out.loss.value().scalar_value()?;
                     g.backward(&out.loss, &mut grads)?;
-                    window_tokens += tokens as u64;
+                    group_tokens += tokens as u64;
                 }
+                window_tokens += group_tokens;
                 // The loader gives the position after each batch.
                 let next = group[group.len() - 1].0;
                 if !loss_total.is_finite() {
@@ -730,7 +732,7 @@ impl Trainer {
                 grads.clear();
                 self.state.step += 1;
                 self.state.position = next;
-                self.state.tokens_seen += group.iter().map(|(_, hb)| hb.tokens() as u64).sum::<u64>();
+                self.state.tokens_seen += group_tokens;
                 let lr = self.cfg.train.lr * factor;
                 let elapsed = window_start.elapsed().as_secs_f64();
                 let tps = window_tokens as f64 / elapsed.max(1e-9);

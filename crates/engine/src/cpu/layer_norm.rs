@@ -1,5 +1,9 @@
 //! layer_norm over the last dimension: y = (x − mean)·rstd·γ + β.
-//! Forward saves per-row mean and rstd; backward uses the standard closed form.
+//! Forward saves per-row mean and rstd; backward uses the standard closed form. Outputs are
+//! written once into uninitialised buffers (zero-filling them first would add a full pass over
+//! memory to an op that is bound by memory).
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -18,12 +22,13 @@ pub fn forward<T: Real>(
     dim: usize,
     eps: f64,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let mut y = vec![T::ZERO; rows * dim];
+    let mut y: Vec<T> = Vec::with_capacity(rows * dim);
     let mut mean = vec![T::ZERO; rows];
     let mut rstd = vec![T::ZERO; rows];
     let inv_d = T::from_f64(1.0 / dim as f64);
     let eps = T::from_f64(eps);
-    y.par_chunks_mut(dim.max(1))
+    y.spare_capacity_mut()[..rows * dim]
+        .par_chunks_mut(dim.max(1))
         .zip(x.par_chunks(dim.max(1)))
         .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
         .for_each(|((yr, xr), (m, r))| {
@@ -35,26 +40,29 @@ pub fn forward<T: Real>(
             match (gamma, beta) {
                 (Some(g), Some(b)) => {
                     for i in 0..dim {
-                        yr[i] = ((xr[i] - mu) * rs).mul_add(g[i], b[i]);
+                        yr[i] = MaybeUninit::new(((xr[i] - mu) * rs).mul_add(g[i], b[i]));
                     }
                 }
                 (Some(g), None) => {
                     for i in 0..dim {
-                        yr[i] = (xr[i] - mu) * rs * g[i];
+                        yr[i] = MaybeUninit::new((xr[i] - mu) * rs * g[i]);
                     }
                 }
                 (None, Some(b)) => {
                     for i in 0..dim {
-                        yr[i] = (xr[i] - mu) * rs + b[i];
+                        yr[i] = MaybeUninit::new((xr[i] - mu) * rs + b[i]);
                     }
                 }
                 (None, None) => {
                     for i in 0..dim {
-                        yr[i] = (xr[i] - mu) * rs;
+                        yr[i] = MaybeUninit::new((xr[i] - mu) * rs);
                     }
                 }
             }
         });
+    // SAFETY: the loop above wrote every one of the rows × dim elements (each row chunk of
+    // `dim` elements, every index 0..dim, for all `rows` rows of `x`).
+    unsafe { y.set_len(rows * dim) };
     (y, mean, rstd)
 }
 
@@ -82,10 +90,10 @@ pub fn backward<T: Real>(
     need_dgamma: bool,
     need_dbeta: bool,
 ) -> LayerNormGrads<T> {
-    let mut dx = if need_dx { vec![T::ZERO; rows * dim] } else { Vec::new() };
+    let mut dx: Vec<T> = Vec::with_capacity(if need_dx { rows * dim } else { 0 });
     let inv_d = T::from_f64(1.0 / dim as f64);
     let blocks = rows.div_ceil(ROW_BLOCK);
-    let work = |b: usize, dx_block: Option<&mut [T]>| -> (Vec<T>, Vec<T>) {
+    let work = |b: usize, dx_block: Option<&mut [MaybeUninit<T>]>| -> (Vec<T>, Vec<T>) {
         let r0 = b * ROW_BLOCK;
         let r1 = (r0 + ROW_BLOCK).min(rows);
         let mut dg = if need_dgamma { vec![T::ZERO; dim] } else { Vec::new() };
@@ -123,14 +131,19 @@ pub fn backward<T: Real>(
                 let m2 = reduce::dot(&dxhat, &xhat) * inv_d;
                 let out = &mut dxb[(r - r0) * dim..(r - r0 + 1) * dim];
                 for i in 0..dim {
-                    out[i] = rs * (dxhat[i] - m1 - xhat[i] * m2);
+                    out[i] = MaybeUninit::new(rs * (dxhat[i] - m1 - xhat[i] * m2));
                 }
             }
         }
         (dg, dbt)
     };
     let partials: Vec<(Vec<T>, Vec<T>)> = if need_dx {
-        dx.par_chunks_mut(ROW_BLOCK * dim.max(1)).enumerate().map(|(b, chunk)| work(b, Some(chunk))).collect()
+        let out = dx.spare_capacity_mut()[..rows * dim].par_chunks_mut(ROW_BLOCK * dim.max(1));
+        let partials = out.enumerate().map(|(b, chunk)| work(b, Some(chunk))).collect();
+        // SAFETY: each block wrote all `dim` elements of each of its rows, and the blocks cover
+        // all `rows` rows.
+        unsafe { dx.set_len(rows * dim) };
+        partials
     } else {
         (0..blocks).into_par_iter().map(|b| work(b, None)).collect()
     };

@@ -1,6 +1,7 @@
 //! `tunesmith train` end to end on the real all-MiniLM-L6-v2 and the intents in examples/:
 //! bad input refused with one line and exit code 2; a run killed with SIGKILL (mid-run, and
-//! possibly mid-checkpoint) resumes to exactly the weights of an uninterrupted run.
+//! possibly mid-checkpoint) resumes to exactly the weights of an uninterrupted run, for LoRA and
+//! for full fine-tuning.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -125,14 +126,17 @@ fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Starts a run, SIGKILLs it once `ready(checkpoints dir)` holds, resumes it, and checks the
-/// final weights and logged losses against the uninterrupted run in `a`.
-fn kill_and_resume(model: &Path, a: &Path, ready: impl Fn(&Path) -> bool) {
+/// Starts a run (with `--set` overrides `sets`), SIGKILLs it once `ready(checkpoints dir)`
+/// holds, resumes it, and checks the final `outputs` and logged losses against the
+/// uninterrupted run in `a`.
+fn kill_and_resume(model: &Path, a: &Path, sets: &[&str], outputs: &[&str], ready: impl Fn(&Path) -> bool) {
     let b = tempfile::tempdir().unwrap();
     let cfg_b = config(b.path(), model, "");
     let ckpts = b.path().join("run/checkpoints");
+    let set_args: Vec<&str> = sets.iter().flat_map(|s| ["--set", s]).collect();
     let mut child = Command::new(env!("CARGO_BIN_EXE_tunesmith"))
         .args(["train", p(&cfg_b)])
+        .args(&set_args)
         .current_dir(repo())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -163,13 +167,13 @@ fn kill_and_resume(model: &Path, a: &Path, ready: impl Fn(&Path) -> bool) {
         }
     }
     assert!(!b.path().join("run/final").exists(), "the killed run must not have finished");
-    let o = tunesmith(&["train", p(&cfg_b), "--resume"]);
+    let o = tunesmith(&[&["train", p(&cfg_b), "--resume"][..], &set_args].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     for e in std::fs::read_dir(&ckpts).unwrap().flatten() {
         assert!(e.path().join("state.json").exists(), "left behind: {}", e.path().display());
     }
-    for f in ["final/adapter/adapter_model.safetensors", "final/head.safetensors"] {
+    for f in outputs {
         assert!(read(&a.join("run").join(f)) == read(&b.path().join("run").join(f)), "{f} differs after resume");
     }
     // The logged training losses agree step for step.
@@ -199,13 +203,34 @@ fn a_run_killed_with_sigkill_resumes_to_the_uninterrupted_weights() {
     let cfg_a = config(a.path(), &model, "");
     let o = tunesmith(&["train", p(&cfg_a)]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lora = ["final/adapter/adapter_model.safetensors", "final/head.safetensors"];
     // Mid-run: after the first complete checkpoint (often while the next is being written).
-    kill_and_resume(&model, a.path(), |ck| {
+    kill_and_resume(&model, a.path(), &[], &lora, |ck| {
         std::fs::read_dir(ck).map(|d| d.flatten().any(|e| e.path().join("state.json").exists())).unwrap_or(false)
     });
     // Mid-checkpoint: as soon as anything appears in the checkpoints directory, which is the
     // first checkpoint's temporary directory.
-    kill_and_resume(&model, a.path(), |ck| std::fs::read_dir(ck).map(|d| d.count() > 0).unwrap_or(false));
+    kill_and_resume(&model, a.path(), &[], &lora, |ck| std::fs::read_dir(ck).map(|d| d.count() > 0).unwrap_or(false));
+}
+
+#[test]
+fn a_full_fine_tune_killed_mid_run_resumes_to_the_same_weights() {
+    let model = minilm_dir();
+    if !model.join("model.safetensors").exists() {
+        eprintln!("SKIPPED: no MiniLM at {} (run scripts/fetch-test-models.sh)", model.display());
+        return;
+    }
+    let full = ["method.kind=full", "train.lr=5e-5"];
+    let a = tempfile::tempdir().unwrap();
+    let cfg_a = config(a.path(), &model, "");
+    let o =
+        tunesmith(&[&["train", p(&cfg_a)][..], &full.iter().flat_map(|s| ["--set", s]).collect::<Vec<_>>()].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Every weight of the model (HF format) and the head: identical only if the AdamW state of
+    // all of them, the RNG and the data position were restored exactly too.
+    kill_and_resume(&model, a.path(), &full, &["final/model/model.safetensors", "final/head.safetensors"], |ck| {
+        std::fs::read_dir(ck).map(|d| d.flatten().any(|e| e.path().join("state.json").exists())).unwrap_or(false)
+    });
 }
 
 #[test]

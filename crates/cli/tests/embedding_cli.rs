@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use tunesmith_testkit::minilm_dir;
+use tunesmith_testkit::{fetched_minilm, minilm_dir, run_log};
 
 fn snli() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/snli-devtest");
@@ -57,22 +57,13 @@ fn write_pairs(dir: &Path, split: &str, max: usize, out: &Path) -> usize {
 }
 
 fn eval_metrics(run: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["split"] == "eval")
-        .map(|v| v["metrics"].clone())
-        .collect()
+    run_log(run).into_iter().filter(|v| v["split"] == "eval").map(|v| v["metrics"].clone()).collect()
 }
 
 #[test]
 fn snli_triplets_train_minilm_embeddings_with_in_batch_negatives() {
-    let model = minilm_dir();
     let Some(snli) = snli() else { return eprintln!("SKIPPED: ../shared is absent") };
-    if !model.join("model.safetensors").exists() {
-        return eprintln!("SKIPPED: no MiniLM at {} (run scripts/fetch-test-models.sh)", model.display());
-    }
+    let Some(model) = fetched_minilm() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let (train, val) = (tmp.path().join("train.jsonl"), tmp.path().join("val.jsonl"));
     assert_eq!(write_pairs(&snli, "dev", 256, &train), 256);
@@ -130,10 +121,8 @@ save_checkpoints = false
     assert!(after["accuracy_at_1"].as_f64().unwrap() > 0.7, "{after}");
     // The optimizer works on the contrastive loss: the second pass over the same triplets
     // has a clearly lower training loss than the first.
-    let train: Vec<(f64, f64)> = std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let train: Vec<(f64, f64)> = run_log(&run)
+        .into_iter()
         .filter(|v| v["split"] == "train")
         .map(|v| (v["epoch"].as_f64().unwrap(), v["loss"].as_f64().unwrap()))
         .collect();

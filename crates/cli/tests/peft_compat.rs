@@ -12,13 +12,10 @@ use serde_json::Value;
 use tunesmith_engine::{Graph, Tensor};
 use tunesmith_models::{lora, Batch, Task};
 
-use tunesmith_testkit::minilm_dir;
+use tunesmith_testkit::fetched_minilm;
 
 fn check(case: &str) {
-    let model_dir = minilm_dir();
-    if !model_dir.join("model.safetensors").exists() {
-        return eprintln!("SKIPPED: no MiniLM at {} (run scripts/fetch-test-models.sh)", model_dir.display());
-    }
+    let Some(model_dir) = fetched_minilm() else { return };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/peft").join(case);
     let fx: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("logits.json")).unwrap()).unwrap();
     let labels: Vec<String> = serde_json::from_value(fx["labels"].clone()).unwrap();

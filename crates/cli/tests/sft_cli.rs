@@ -67,10 +67,8 @@ save_checkpoints = false
     let o = tunesmith(&["train", cfg.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // The loss falls.
-    let losses: Vec<f64> = std::fs::read_to_string(tmp.path().join("run/metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    let losses: Vec<f64> = tunesmith_testkit::run_log(&tmp.path().join("run"))
+        .into_iter()
         .filter(|v| v["split"] == "train")
         .filter_map(|v| v["loss"].as_f64())
         .collect();

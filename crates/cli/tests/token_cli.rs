@@ -6,14 +6,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use tunesmith_testkit::minilm_dir;
+use tunesmith_testkit::{fetched_minilm, run_log};
 
 #[test]
 fn minilm_learns_to_tag_entities() {
-    let model = minilm_dir();
-    if !model.join("model.safetensors").exists() {
-        return eprintln!("SKIPPED: no MiniLM at {} (run scripts/fetch-test-models.sh)", model.display());
-    }
+    let Some(model) = fetched_minilm() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let o = Command::new(env!("CARGO_BIN_EXE_tunesmith"))
@@ -25,10 +22,8 @@ fn minilm_learns_to_tag_entities() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let evals: Vec<serde_json::Value> = std::fs::read_to_string(tmp.path().join("run/metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let evals: Vec<serde_json::Value> = run_log(&tmp.path().join("run"))
+        .into_iter()
         .filter(|v| v["split"] == "eval")
         .map(|v| v["metrics"].clone())
         .collect();

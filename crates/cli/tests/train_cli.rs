@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tunesmith_testkit::minilm_dir;
+use tunesmith_testkit::{fetched_minilm, minilm_dir, run_log};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -178,14 +178,10 @@ fn kill_and_resume(model: &Path, a: &Path, sets: &[&str], outputs: &[&str], read
     }
     // The logged training losses agree step for step.
     let losses = |dir: &Path| -> Vec<String> {
-        String::from_utf8(read(&dir.join("run/metrics.jsonl")))
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains("\"train\""))
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                format!("{} {}", v["step"], v["loss"])
-            })
+        run_log(&dir.join("run"))
+            .into_iter()
+            .filter(|v| v["split"] == "train")
+            .map(|v| format!("{} {}", v["step"], v["loss"]))
             .collect()
     };
     assert_eq!(losses(a), losses(b.path()));
@@ -194,11 +190,7 @@ fn kill_and_resume(model: &Path, a: &Path, sets: &[&str], outputs: &[&str], read
 
 #[test]
 fn a_run_killed_with_sigkill_resumes_to_the_uninterrupted_weights() {
-    let model = minilm_dir();
-    if !model.join("model.safetensors").exists() {
-        eprintln!("SKIPPED: no MiniLM at {} (run scripts/fetch-test-models.sh)", model.display());
-        return;
-    }
+    let Some(model) = fetched_minilm() else { return };
     let a = tempfile::tempdir().unwrap();
     let cfg_a = config(a.path(), &model, "");
     let o = tunesmith(&["train", p(&cfg_a)]);
@@ -215,11 +207,7 @@ fn a_run_killed_with_sigkill_resumes_to_the_uninterrupted_weights() {
 
 #[test]
 fn a_full_fine_tune_killed_mid_run_resumes_to_the_same_weights() {
-    let model = minilm_dir();
-    if !model.join("model.safetensors").exists() {
-        eprintln!("SKIPPED: no MiniLM at {} (run scripts/fetch-test-models.sh)", model.display());
-        return;
-    }
+    let Some(model) = fetched_minilm() else { return };
     let full = ["method.kind=full", "train.lr=5e-5"];
     let a = tempfile::tempdir().unwrap();
     let cfg_a = config(a.path(), &model, "");
@@ -247,11 +235,7 @@ fn init_writes_a_config_that_train_accepts() {
 
 #[test]
 fn a_lora_run_exports_merges_evaluates_and_embeds() {
-    let model = minilm_dir();
-    if !model.join("model.safetensors").exists() {
-        eprintln!("SKIPPED: no MiniLM at {} (run scripts/fetch-test-models.sh)", model.display());
-        return;
-    }
+    let Some(model) = fetched_minilm() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(tmp.path(), &model, "");
     let o = tunesmith(&["train", p(&cfg), "--set", "output.save_checkpoints=false"]);
@@ -301,11 +285,7 @@ fn a_lora_run_exports_merges_evaluates_and_embeds() {
 
 #[test]
 fn early_stopping_ends_the_run_after_patience_evaluations_without_improvement() {
-    let model = minilm_dir();
-    if !model.join("model.safetensors").exists() {
-        eprintln!("SKIPPED: no MiniLM at {} (run scripts/fetch-test-models.sh)", model.display());
-        return;
-    }
+    let Some(model) = fetched_minilm() else { return };
     let tmp = tempfile::tempdir().unwrap();
     // An improvement must be at least 10 accuracy points, so after the first evaluation sets the
     // best, two more without such a jump stop the run (max_steps would allow 40).
@@ -335,10 +315,8 @@ fn early_stopping_ends_the_run_after_patience_evaluations_without_improvement() 
 
 /// `(step, loss)` of every logged training step of a run.
 fn train_losses(run: &Path) -> Vec<(u64, f64)> {
-    String::from_utf8(read(&run.join("metrics.jsonl")))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    run_log(run)
+        .into_iter()
         .filter(|v| v["split"] == "train" && v["loss"].is_number())
         .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
         .collect()
@@ -346,11 +324,7 @@ fn train_losses(run: &Path) -> Vec<(u64, f64)> {
 
 #[test]
 fn padding_free_batches_train_like_padded_ones() {
-    let model = minilm_dir();
-    if !model.join("model.safetensors").exists() {
-        eprintln!("SKIPPED: no MiniLM at {} (run scripts/fetch-test-models.sh)", model.display());
-        return;
-    }
+    let Some(model) = fetched_minilm() else { return };
     let run = |padding_free: bool, dropout: &str| -> Vec<(u64, f64)> {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = config(tmp.path(), &model, "");

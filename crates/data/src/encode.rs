@@ -376,14 +376,9 @@ impl<'a> Encoder<'a> {
                     .tokenizer
                     .encode_words(tokens, None)
                     .map_err(|e| RowError::new(loc, Some("tokens"), e.to_string()))?;
-                let shown: Vec<String> = tokens
-                    .iter()
-                    .zip(tags)
-                    .map(|(w, t)| if t == "O" { w.clone() } else { format!("{w}/{t}") })
-                    .collect();
                 Ok(vec![Annotated {
                     title: "",
-                    text: shown.join(" "),
+                    text: crate::example::tagged_text(tokens, tags),
                     trained: Vec::new(),
                     tokens: ids.len(),
                     trained_tokens: tokens.len(),

@@ -181,6 +181,14 @@ impl Example {
     }
 }
 
+/// Tagged words as one line, each tag other than `O` attached to its word
+/// (`Maria/B-PER lives in Lyon/B-LOC`): how `data inspect` shows token classification rows.
+pub fn tagged_text(tokens: &[String], tags: &[String]) -> String {
+    let shown: Vec<String> =
+        tokens.iter().zip(tags).map(|(w, t)| if t == "O" { w.clone() } else { format!("{w}/{t}") }).collect();
+    shown.join(" ")
+}
+
 /// An example with where it came from and the source fields the schema did not use (kept so
 /// conversions lose nothing).
 #[derive(Debug, Clone, PartialEq)]

@@ -195,11 +195,7 @@ fn conversations_without_a_template_are_rejected_clearly() {
 
 #[test]
 fn bert_pairs_truncate_longest_first() {
-    let dir = tunesmith_testkit::minilm_dir();
-    if !dir.join("tokenizer.json").exists() {
-        eprintln!("skipping: MiniLM not fetched (scripts/fetch-test-models.sh)");
-        return;
-    }
+    let Some(dir) = tunesmith_testkit::fetched_minilm() else { return };
     let tok = Tokenizer::from_dir(&dir).unwrap();
     let a = "one two three four five six seven eight nine ten eleven twelve";
     let (ids, types, cut) = tok.encode_for_classification(a, Some("red green blue"), Some(10), false).unwrap();
@@ -212,11 +208,7 @@ fn bert_pairs_truncate_longest_first() {
 
 #[test]
 fn tagged_words_label_their_first_token_only() {
-    let dir = tunesmith_testkit::minilm_dir();
-    if !dir.join("tokenizer.json").exists() {
-        eprintln!("skipping: MiniLM not fetched (scripts/fetch-test-models.sh)");
-        return;
-    }
+    let Some(dir) = tunesmith_testkit::fetched_minilm() else { return };
     let tok = Tokenizer::from_dir(&dir).unwrap();
     let labels: Vec<String> = ["B-LOC", "O"].iter().map(|s| s.to_string()).collect();
     let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<String>>();

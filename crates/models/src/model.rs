@@ -483,12 +483,8 @@ impl Model {
         batch.validate()?;
         let masks = self.masks(batch)?;
         let positions = self.positions(batch)?;
-        let (p, cfg) = (&self.params, &self.config);
-        let (ids, types) = (&batch.input_ids, batch.token_type_ids.as_ref());
-        match &self.backbone {
-            Backbone::Bert(m) => m.forward(g, p, cfg, ids, &positions, types, &masks, checkpoint, first_token_only),
-            _ => self.backbone_forward(g, ids, &positions, types, &masks, None, checkpoint),
-        }
+        let types = batch.token_type_ids.as_ref();
+        self.backbone_forward(g, &batch.input_ids, &positions, types, &masks, None, checkpoint, first_token_only)
     }
 
     /// Hidden states of new tokens `ids [B, T]` given a key/value cache; `key_mask [B, S+T]`
@@ -505,9 +501,11 @@ impl Model {
             return Err(ModelError::Invalid("encoders do not generate text".into()));
         }
         let masks = AttnMasks { key_mask: key_mask.cloned(), segments: None };
-        self.backbone_forward(g, ids, positions, None, &masks, Some(cache), false)
+        self.backbone_forward(g, ids, positions, None, &masks, Some(cache), false, false)
     }
 
+    /// The backbone's hidden states; `first_token_only` lets an encoder compute only each
+    /// row's first token in its last block (see [`Bert::forward`]).
     #[allow(clippy::too_many_arguments)]
     fn backbone_forward<'m>(
         &'m self,
@@ -518,12 +516,13 @@ impl Model {
         masks: &AttnMasks,
         cache: Option<&mut KvCache>,
         checkpoint: bool,
+        first_token_only: bool,
     ) -> Result<Var> {
         let (p, cfg) = (&self.params, &self.config);
         match &self.backbone {
             Backbone::Llama(m) => m.forward(g, p, cfg, ids, positions, masks, cache, checkpoint),
             Backbone::Gpt2(m) => m.forward(g, p, cfg, ids, positions, token_types, masks, cache, checkpoint),
-            Backbone::Bert(m) => m.forward(g, p, cfg, ids, positions, token_types, masks, checkpoint, false),
+            Backbone::Bert(m) => m.forward(g, p, cfg, ids, positions, token_types, masks, checkpoint, first_token_only),
         }
     }
 

@@ -15,3 +15,25 @@ pub fn minilm_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tunesmith"));
     cache.join("models/all-MiniLM-L6-v2")
 }
+
+/// The all-MiniLM-L6-v2 folder when it has been fetched (weights and tokenizer); otherwise
+/// prints why the calling test is skipped and returns None.
+pub fn fetched_minilm() -> Option<PathBuf> {
+    let dir = minilm_dir();
+    if dir.join("model.safetensors").exists() && dir.join("tokenizer.json").exists() {
+        Some(dir)
+    } else {
+        eprintln!("SKIPPED: no MiniLM at {} (run scripts/fetch-test-models.sh)", dir.display());
+        None
+    }
+}
+
+/// Every record of a run's `metrics.jsonl` (training steps, evaluations), in order.
+pub fn run_log(run_dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let path = run_dir.join("metrics.jsonl");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
+        .collect()
+}

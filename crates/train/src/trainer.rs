@@ -133,9 +133,10 @@ fn loss_units(hb: &HostBatch, kind: TaskKind) -> usize {
     }
 }
 
-/// How many other sequences (an embedding pair's positive, a hard negative) examples have.
-fn other_parts(examples: &[tunesmith_data::encode::Encoded]) -> usize {
-    examples.iter().map(|e| e.others.len()).max().unwrap_or(0)
+/// log Σ exp(x), computed stably around the maximum.
+fn log_sum_exp(x: &[f64]) -> f64 {
+    let m = x.iter().copied().fold(f64::MIN, f64::max);
+    m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
 }
 
 fn sha256_file(path: &Path) -> Option<String> {
@@ -218,6 +219,9 @@ pub struct Trainer {
     state: TrainState,
     total_steps: u64,
     resumed: bool,
+    /// How many other sequences training examples have at most (an embedding pair's positive
+    /// and hard negative), found once.
+    other_parts: usize,
 }
 
 impl Trainer {
@@ -284,6 +288,7 @@ impl Trainer {
             Box::new(AdamW::new(&model.params, groups, (b[0], b[1]), cfg.train.eps)?)
         };
         let config_hash = sha256_str(&cfg.to_toml());
+        let other_parts = data.train.iter().map(|e| e.others.len()).max().unwrap_or(0);
         let mut t = Trainer {
             cfg,
             dir,
@@ -297,6 +302,7 @@ impl Trainer {
             state: TrainState { config_hash, ..TrainState::default() },
             total_steps,
             resumed: false,
+            other_parts,
         };
         if t.cfg.method.kind == MethodKind::GradualUnfreeze {
             methods::unfreeze_stage(&mut t.model, 0);
@@ -362,7 +368,7 @@ impl Trainer {
         // The example each candidate belongs to; positives (part 1) come first.
         let mut owners: Vec<usize> = Vec::new();
         let mut tokens = hb.tokens();
-        for part in 1..=other_parts(self.loader.examples()) {
+        for part in 1..=self.other_parts {
             // Without cross-batch packing, loader rows are single examples: rows = example ids.
             let c = self.loader.collate_part(&hb.examples, part);
             if c.examples.is_empty() {
@@ -411,9 +417,8 @@ impl Trainer {
         for (i, a) in anchors.iter().enumerate() {
             let sims: Vec<f64> = positives.iter().map(|p| a.iter().zip(p).map(|(x, y)| x * y).sum()).collect();
             ranks.push(tunesmith_eval::retrieval::rank_of(&sims, i));
-            let m = sims.iter().copied().fold(f64::MIN, f64::max) * scale;
-            let lse = m + sims.iter().map(|s| (s * scale - m).exp()).sum::<f64>().ln();
-            loss += lse - sims[i] * scale;
+            let logits: Vec<f64> = sims.iter().map(|s| s * scale).collect();
+            loss += log_sum_exp(&logits) - logits[i];
             cos += sims[i];
         }
         let s = tunesmith_eval::retrieval::from_ranks(&ranks)?;
@@ -446,8 +451,7 @@ impl Trainer {
                     let Ok(label) = usize::try_from(hb.labels[i]) else { continue };
                     let row = &v[i * k..(i + 1) * k];
                     let best = argmax(row);
-                    let m = row[best];
-                    loss += m + row.iter().map(|x| (x - m).exp()).sum::<f64>().ln() - row[label];
+                    loss += log_sum_exp(row) - row[label];
                     words += 1;
                     right += usize::from(best == label);
                     truth[ex].push(names[label].clone());

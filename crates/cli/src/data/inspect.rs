@@ -173,11 +173,7 @@ fn show_without_tokenizer(r: &Record, tok: &TokenizerArgs, train_on: TrainOn) ->
             chat(&all, prompt.len(), tools.as_ref())?;
             println!("  ({})", if *desirable { "desirable" } else { "undesirable" });
         }
-        Example::Tagged { tokens, tags } => {
-            let shown: Vec<String> =
-                tokens.iter().zip(tags).map(|(w, t)| if t == "O" { w.clone() } else { format!("{w}/{t}") }).collect();
-            println!("{}", indent(&shown.join(" ")));
-        }
+        Example::Tagged { tokens, tags } => println!("{}", indent(&tunesmith_data::example::tagged_text(tokens, tags))),
         Example::Pair { anchor, positive, negative } => {
             println!("{}", indent(anchor));
             println!("  + {positive}");

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use crate::dtype::DType;
 use crate::error::{EngineError, Result};
 use crate::storage::{CpuStorage, HostElement, Storage};
@@ -15,6 +17,24 @@ use crate::Device;
 pub struct Tensor {
     storage: Arc<Storage>,
     shape: Vec<usize>,
+}
+
+/// A vector of `n` copies of `value`. Large ones (a backward seed of ones over activations,
+/// tens of MB) are filled by all threads, since one core cannot saturate memory bandwidth.
+fn filled<T: Copy + Send + Sync>(n: usize, value: T) -> Vec<T> {
+    const PARALLEL_FROM: usize = 1 << 18;
+    if n < PARALLEL_FROM {
+        return vec![value; n];
+    }
+    let mut v: Vec<T> = Vec::with_capacity(n);
+    v.spare_capacity_mut()[..n].par_chunks_mut(1 << 16).for_each(|chunk| {
+        for x in chunk {
+            x.write(value);
+        }
+    });
+    // SAFETY: every one of the n elements was written just above.
+    unsafe { v.set_len(n) };
+    v
 }
 
 impl fmt::Debug for Tensor {
@@ -62,12 +82,12 @@ impl Tensor {
     pub fn full(shape: &[usize], value: f64, dtype: DType, device: Device) -> Result<Tensor> {
         let n = numel(shape);
         let storage = match dtype {
-            DType::F32 => CpuStorage::F32(vec![value as f32; n]),
-            DType::F64 => CpuStorage::F64(vec![value; n]),
-            DType::BF16 => CpuStorage::BF16(vec![half::bf16::from_f64(value); n]),
-            DType::F16 => CpuStorage::F16(vec![half::f16::from_f64(value); n]),
-            DType::I64 => CpuStorage::I64(vec![value as i64; n]),
-            DType::U32 => CpuStorage::U32(vec![value as u32; n]),
+            DType::F32 => CpuStorage::F32(filled(n, value as f32)),
+            DType::F64 => CpuStorage::F64(filled(n, value)),
+            DType::BF16 => CpuStorage::BF16(filled(n, half::bf16::from_f64(value))),
+            DType::F16 => CpuStorage::F16(filled(n, half::f16::from_f64(value))),
+            DType::I64 => CpuStorage::I64(filled(n, value as i64)),
+            DType::U32 => CpuStorage::U32(filled(n, value as u32)),
         };
         Tensor::from_storage(Storage::Cpu(storage), shape)?.to_device(device)
     }
@@ -251,5 +271,22 @@ impl Tensor {
         let a = self.to_vec_f64()?;
         let b = other.to_vec_f64()?;
         Ok(a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_fills_every_element_small_and_large() {
+        // Below and above the size where the fill runs on all threads, with a ragged last chunk.
+        for n in [0usize, 1, 1000, (1 << 18) + 12_345] {
+            let t = Tensor::full(&[n], 1.5, DType::F32, Device::Cpu).unwrap();
+            assert_eq!(t.shape(), &[n]);
+            assert!(t.as_slice::<f32>().unwrap().iter().all(|&v| v == 1.5), "n = {n}");
+            let t = Tensor::full(&[n], -3.0, DType::I64, Device::Cpu).unwrap();
+            assert!(t.as_slice::<i64>().unwrap().iter().all(|&v| v == -3), "n = {n}");
+        }
     }
 }

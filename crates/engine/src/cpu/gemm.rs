@@ -157,6 +157,24 @@ pub fn matmul<T: Real>(dst: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, a
     matmul_with(dst, a, b, alpha, accumulate, par)
 }
 
+/// `alpha·(a × b)` as a new row-major `a.rows × b.cols` vector. The GEMM writes every element
+/// without reading any (it reads its destination only when accumulating), so the vector is not
+/// zero-filled first: one pass less over memory per product (the zero-fill showed as memset in
+/// training-step profiles).
+pub fn matmul_new<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>, alpha: T) -> Vec<T> {
+    let (m, n) = (a.rows, b.cols);
+    let mut out: Vec<T> = Vec::with_capacity(m * n);
+    // SAFETY: the view spans exactly the m·n elements of `out`'s allocation and nothing else
+    // refers to it. Without accumulation `matmul` writes every element of its destination and
+    // reads none (gemm treats a non-read destination as scaled by zero and never loads it; the
+    // k = 0 case stores zeros), so all m·n elements are initialised before `set_len`.
+    unsafe {
+        matmul(MatMut::from_raw(out.as_mut_ptr(), m, n, n, 1), a, b, alpha, false);
+        out.set_len(m * n);
+    }
+    out
+}
+
 /// Like [`matmul`] but always on the calling thread (for use inside parallel loops).
 pub fn matmul_serial<T: Real>(dst: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, alpha: T, accumulate: bool) {
     matmul_with(dst, a, b, alpha, accumulate, gemm::Parallelism::None)

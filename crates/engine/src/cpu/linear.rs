@@ -3,11 +3,14 @@
 
 use rayon::prelude::*;
 
-use super::gemm::{matmul, MatMut, MatRef};
+use super::gemm::{matmul, matmul_new, MatMut, MatRef};
 use crate::dtype::Real;
 
 /// Forward: `x [n, inp]`, `w [out, inp]`, optional `b [out]` → `y [n, out]`.
 pub fn forward<T: Real>(x: &[T], w: &[T], b: Option<&[T]>, n: usize, inp: usize, out: usize) -> Vec<T> {
+    if b.is_none() {
+        return matmul_new(MatRef::row_major(x, n, inp), MatRef::row_major(w, out, inp).t(), T::ONE);
+    }
     let mut y = vec![T::ZERO; n * out];
     forward_into(&mut y, x, w, b, n, inp, out);
     y
@@ -51,28 +54,12 @@ pub fn backward<T: Real>(
     need_dw: bool,
     need_db: bool,
 ) -> LinearGrads<T> {
-    let dx = w.filter(|_| need_dx).map(|w| {
-        let mut dx = vec![T::ZERO; n * inp];
-        matmul(
-            MatMut::row_major(&mut dx, n, inp),
-            MatRef::row_major(dy, n, out),
-            MatRef::row_major(w, out, inp),
-            T::ONE,
-            false,
-        );
-        dx
-    });
-    let dw = x.filter(|_| need_dw).map(|x| {
-        let mut dw = vec![T::ZERO; out * inp];
-        matmul(
-            MatMut::row_major(&mut dw, out, inp),
-            MatRef::row_major(dy, n, out).t(),
-            MatRef::row_major(x, n, inp),
-            T::ONE,
-            false,
-        );
-        dw
-    });
+    let dx = w
+        .filter(|_| need_dx)
+        .map(|w| matmul_new(MatRef::row_major(dy, n, out), MatRef::row_major(w, out, inp), T::ONE));
+    let dw = x
+        .filter(|_| need_dw)
+        .map(|x| matmul_new(MatRef::row_major(dy, n, out).t(), MatRef::row_major(x, n, inp), T::ONE));
     let db = need_db.then(|| column_sums(dy, n, out));
     LinearGrads { dx, dw, db }
 }

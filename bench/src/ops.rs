@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::json;
 use tunesmith_engine::gradcheck::randn;
 use tunesmith_engine::ops::{AttentionSpec, CrossEntropySpec, LoraSpec};
@@ -26,6 +26,11 @@ pub struct Args {
     /// Only run cases whose op name contains this text.
     #[arg(long)]
     only: Option<String>,
+    /// Rounds per side, alternating tunesmith and PyTorch; each side's fastest median per case
+    /// is reported (as in the train suite: this machine's speed drifts over minutes, and
+    /// alternation exposes both sides to the same drift).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 struct Case {
@@ -157,36 +162,34 @@ pub fn run(args: Args) -> Result<()> {
     let min_time = Duration::from_secs_f64(args.min_time);
     let cases: Vec<Case> =
         cases().into_iter().filter(|c| args.only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))).collect();
-    let mut our_ms = Vec::new();
-    for c in &cases {
-        let mut f = ours(&c.spec);
-        let ms = timing::median_ms(min_time, &mut *f);
-        eprintln!("tunesmith  {:<24} {:<32} {ms:>9.2} ms", c.name, c.shape);
-        our_ms.push(ms);
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
     }
-    let peer_ms: Option<serde_json::Value> = if args.no_peer {
-        None
-    } else {
-        let specs: Vec<serde_json::Value> = cases
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let mut s = c.spec.clone();
-                s["name"] = json!(format!("case{i}"));
-                s
-            })
-            .collect();
-        let path = std::env::temp_dir().join(format!("tunesmith-ops-{}.json", std::process::id()));
-        std::fs::write(&path, serde_json::to_string(&specs)?)?;
-        let script = peer::repo_root().join("bench/ops_peer.py");
-        let out = peer::run_python(&script, &[path.display().to_string(), "--threads".into(), threads.to_string()])
-            .context("running the PyTorch side (see bench/README.md to set up its venv)")?;
-        let _ = std::fs::remove_file(&path);
-        Some(peer::last_json(&out)?)
-    };
+    let mut our_ms = vec![f64::INFINITY; cases.len()];
+    let mut peer_ms: Option<Vec<f64>> = (!args.no_peer).then(|| vec![f64::INFINITY; cases.len()]);
+    let mut torch = String::new();
+    for round in 1..=args.rounds {
+        for (c, best) in cases.iter().zip(our_ms.iter_mut()) {
+            let mut f = ours(&c.spec);
+            let ms = timing::median_ms(min_time, &mut *f);
+            eprintln!("tunesmith  {:<24} {:<32} {ms:>9.2} ms (round {round})", c.name, c.shape);
+            *best = best.min(ms);
+        }
+        if let Some(peer) = peer_ms.as_mut() {
+            let out = run_peer(&cases, threads)?;
+            torch = out["torch"].as_str().unwrap_or_default().to_string();
+            for (i, best) in peer.iter_mut().enumerate() {
+                let ms = out[format!("case{i}")]
+                    .as_f64()
+                    .with_context(|| format!("the PyTorch side reported no time for case {i}"))?;
+                eprintln!("PyTorch    {:<24} {:<32} {ms:>9.2} ms (round {round})", cases[i].name, cases[i].shape);
+                *best = best.min(ms);
+            }
+        }
+    }
     let mut rows = Vec::new();
     for (i, c) in cases.iter().enumerate() {
-        let theirs = peer_ms.as_ref().and_then(|p| p[format!("case{i}")].as_f64());
+        let theirs = peer_ms.as_ref().map(|p| p[i]);
         rows.push(vec![
             c.name.to_string(),
             c.shape.clone(),
@@ -195,8 +198,32 @@ pub fn run(args: Args) -> Result<()> {
             theirs.map_or("-".into(), |t| format!("{:.2}", t / our_ms[i])),
         ]);
     }
-    let torch = peer_ms.as_ref().and_then(|p| p["torch"].as_str().map(str::to_string)).unwrap_or_default();
-    println!("\nops, forward+backward, {threads} threads, {} (PyTorch {torch})\n", timing::cpu_model());
+    let rounds = if args.rounds > 1 {
+        format!(", fastest median of {} alternating rounds per side", args.rounds)
+    } else {
+        String::new()
+    };
+    println!("\nops, forward+backward, {threads} threads{rounds}, {} (PyTorch {torch})\n", timing::cpu_model());
     println!("{}", table::markdown(&["op", "shape", "tunesmith ms", "PyTorch ms", "ratio (PyTorch/tunesmith)"], &rows));
     Ok(())
+}
+
+/// Times every case once in bench/ops_peer.py; returns its JSON (`caseN` medians, `torch`).
+fn run_peer(cases: &[Case], threads: usize) -> Result<serde_json::Value> {
+    let specs: Vec<serde_json::Value> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut s = c.spec.clone();
+            s["name"] = json!(format!("case{i}"));
+            s
+        })
+        .collect();
+    let path = std::env::temp_dir().join(format!("tunesmith-ops-{}.json", std::process::id()));
+    std::fs::write(&path, serde_json::to_string(&specs)?)?;
+    let script = peer::repo_root().join("bench/ops_peer.py");
+    let out = peer::run_python(&script, &[path.display().to_string(), "--threads".into(), threads.to_string()])
+        .context("running the PyTorch side (see bench/README.md to set up its venv)")?;
+    let _ = std::fs::remove_file(&path);
+    peer::last_json(&out)
 }

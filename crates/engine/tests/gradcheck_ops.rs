@@ -152,7 +152,8 @@ fn attention_causal_and_bidirectional_with_gqa() {
 
 #[test]
 fn attention_across_tile_boundaries() {
-    // 70 > the 64-row tile: exercises the online softmax across key blocks.
+    // 70 rows: the causal tile is cut into 32-row strips that stop at the diagonal (0..32,
+    // 32..64, 64..70), each updating the online softmax of its own rows.
     let causal = AttentionSpec { causal: true, ..Default::default() };
     attention_case(1, 70, 70, 2, 1, 3, causal, None, None, false);
 }

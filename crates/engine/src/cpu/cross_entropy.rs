@@ -51,6 +51,64 @@ pub fn chunk_rows(vocab: usize) -> usize {
     (16 * 1024 * 1024 / vocab.max(1)).clamp(32, 2048)
 }
 
+/// dh and dW of the output projection, built chunk by chunk without zero-filling them first
+/// (a pass over 16–65 MB of dW at the usual vocabularies): each chunk's GEMM writes its own
+/// rows of dh, and the first chunk's GEMM writes all of dW, which later chunks add to.
+struct ChunkGrads<T> {
+    dh: Option<Vec<T>>,
+    dw: Option<Vec<T>>,
+    n: usize,
+    d: usize,
+    v: usize,
+}
+
+impl<T: Real> ChunkGrads<T> {
+    fn new(need_dh: bool, need_dw: bool, n: usize, d: usize, v: usize) -> Self {
+        ChunkGrads {
+            dh: need_dh.then(|| Vec::with_capacity(n * d)),
+            dw: need_dw.then(|| Vec::with_capacity(v * d)),
+            n,
+            d,
+            v,
+        }
+    }
+
+    /// Adds chunk `[r0, r0 + rows)`: `g` is its `[rows, v]` gradient of the logits, `hc` its
+    /// `[rows, d]` hidden states. Chunks must come in order, starting at row 0.
+    fn add(&mut self, r0: usize, rows: usize, g: &[T], hc: &[T], w: &[T]) {
+        let (d, v) = (self.d, self.v);
+        assert!(r0 + rows <= self.n, "chunk rows out of range");
+        if let Some(dh) = self.dh.as_mut() {
+            // SAFETY: rows r0..r0+rows of dh's allocation (n·d elements); the GEMM writes
+            // every element of its destination without reading it (no accumulation).
+            let dst = unsafe { MatMut::from_raw(dh.as_mut_ptr().add(r0 * d), rows, d, d, 1) };
+            matmul(dst, MatRef::row_major(g, rows, v), MatRef::row_major(w, v, d), T::ONE, false);
+        }
+        if let Some(dw) = self.dw.as_mut() {
+            // SAFETY: the whole v·d allocation; the first chunk (r0 = 0) writes every element
+            // without reading, later ones read only what it wrote.
+            let dst = unsafe { MatMut::from_raw(dw.as_mut_ptr(), v, d, d, 1) };
+            matmul(dst, MatRef::row_major(g, rows, v).t(), MatRef::row_major(hc, rows, d), T::ONE, r0 > 0);
+        }
+    }
+
+    /// The finished `(dh, dW)`, once chunks have covered all `n` rows (zeros when `n` is 0).
+    fn finish(self) -> (Option<Vec<T>>, Option<Vec<T>>) {
+        let (n, d, v) = (self.n, self.d, self.v);
+        let done = |buf: Option<Vec<T>>, len: usize| {
+            buf.map(|mut b| {
+                if n == 0 {
+                    return vec![T::ZERO; len];
+                }
+                // SAFETY: `add` wrote all `len` elements (see there).
+                unsafe { b.set_len(len) };
+                b
+            })
+        };
+        (done(self.dh, n * d), done(self.dw, v * d))
+    }
+}
+
 fn check_labels(labels: &[i64], vocab: usize, ignore_index: i64) -> Result<()> {
     for (i, &y) in labels.iter().enumerate() {
         if y != ignore_index && (y < 0 || y as usize >= vocab) {
@@ -101,8 +159,7 @@ pub fn forward<T: Real>(
     let eps = opts.label_smoothing;
     let want_grad = need_dh || need_dw || need_db;
     let mut token_logprobs = vec![T::ZERO; n];
-    let mut dh = need_dh.then(|| vec![T::ZERO; n * d]);
-    let mut dw = need_dw.then(|| vec![T::ZERO; v * d]);
+    let mut grads = ChunkGrads::new(need_dh, need_dw, n, d, v);
     let mut db = need_db.then(|| vec![T::ZERO; v]);
     let mut loss_sum = 0.0f64;
     let c = chunk_rows(v).min(n.max(1));
@@ -155,24 +212,7 @@ pub fn forward<T: Real>(
                 })
                 .collect();
             loss_sum += losses.iter().sum::<f64>();
-            if let Some(dh) = dh.as_mut() {
-                matmul(
-                    MatMut::row_major(&mut dh[r0 * d..(r0 + rows) * d], rows, d),
-                    MatRef::row_major(logits, rows, v),
-                    MatRef::row_major(w, v, d),
-                    T::ONE,
-                    false,
-                );
-            }
-            if let Some(dw) = dw.as_mut() {
-                matmul(
-                    MatMut::row_major(dw, v, d),
-                    MatRef::row_major(logits, rows, v).t(),
-                    MatRef::row_major(hc, rows, d),
-                    T::ONE,
-                    r0 > 0,
-                );
-            }
+            grads.add(r0, rows, logits, hc, w);
             if let Some(db) = db.as_mut() {
                 for (a, s) in db.iter_mut().zip(column_sums(logits, rows, v)) {
                     *a += s;
@@ -181,6 +221,7 @@ pub fn forward<T: Real>(
             r0 += rows;
         }
     });
+    let (dh, dw) = grads.finish();
     Ok(CeOutput { loss: loss_sum * inv_norm, token_logprobs, normalizer: norm, counted, dh, dw, db })
 }
 
@@ -243,8 +284,7 @@ pub fn logprobs_backward<T: Real>(
     need: (bool, bool, bool),
 ) -> HeadGrads<T> {
     let (need_dh, need_dw, need_db) = need;
-    let mut dh = need_dh.then(|| vec![T::ZERO; n * d]);
-    let mut dw = need_dw.then(|| vec![T::ZERO; v * d]);
+    let mut grads = ChunkGrads::new(need_dh, need_dw, n, d, v);
     let mut db = need_db.then(|| vec![T::ZERO; v]);
     let c = chunk_rows(v).min(n.max(1));
     T::with_scratch(c * v, |buf| {
@@ -267,24 +307,7 @@ pub fn logprobs_backward<T: Real>(
                 }
                 row[y as usize] += up;
             });
-            if let Some(dh) = dh.as_mut() {
-                matmul(
-                    MatMut::row_major(&mut dh[r0 * d..(r0 + rows) * d], rows, d),
-                    MatRef::row_major(g, rows, v),
-                    MatRef::row_major(w, v, d),
-                    T::ONE,
-                    false,
-                );
-            }
-            if let Some(dw) = dw.as_mut() {
-                matmul(
-                    MatMut::row_major(dw, v, d),
-                    MatRef::row_major(g, rows, v).t(),
-                    MatRef::row_major(hc, rows, d),
-                    T::ONE,
-                    true,
-                );
-            }
+            grads.add(r0, rows, g, hc, w);
             if let Some(db) = db.as_mut() {
                 for (a, s) in db.iter_mut().zip(column_sums(g, rows, v)) {
                     *a += s;
@@ -293,5 +316,42 @@ pub fn logprobs_backward<T: Real>(
             r0 += rows;
         }
     });
+    let (dh, dw) = grads.finish();
     (dh, dw, db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// dh and dW assembled from uneven chunks (without zero-filling) equal the one-shot products
+    /// gᵀ·h and g·W; with no rows at all they are zeros.
+    #[test]
+    fn chunk_grads_match_whole_products() {
+        let (n, d, v) = (23, 5, 7);
+        let g: Vec<f64> = (0..n * v).map(|i| (i as f64 * 0.37).sin()).collect();
+        let h: Vec<f64> = (0..n * d).map(|i| (i as f64 * 0.11).cos()).collect();
+        let w: Vec<f64> = (0..v * d).map(|i| (i as f64 * 0.23).sin()).collect();
+        let mut grads = ChunkGrads::new(true, true, n, d, v);
+        for (r0, rows) in [(0, 10), (10, 9), (19, 4)] {
+            grads.add(r0, rows, &g[r0 * v..(r0 + rows) * v], &h[r0 * d..(r0 + rows) * d], &w);
+        }
+        let (dh, dw) = grads.finish();
+        let (dh, dw) = (dh.unwrap(), dw.unwrap());
+        for i in 0..n {
+            for c in 0..d {
+                let want: f64 = (0..v).map(|j| g[i * v + j] * w[j * d + c]).sum();
+                assert!((dh[i * d + c] - want).abs() < 1e-12, "dh[{i},{c}]");
+            }
+        }
+        for j in 0..v {
+            for c in 0..d {
+                let want: f64 = (0..n).map(|i| g[i * v + j] * h[i * d + c]).sum();
+                assert!((dw[j * d + c] - want).abs() < 1e-12, "dw[{j},{c}]");
+            }
+        }
+        let (dh, dw) = ChunkGrads::<f64>::new(true, true, 0, d, v).finish();
+        assert_eq!(dh.unwrap(), Vec::<f64>::new());
+        assert_eq!(dw.unwrap(), vec![0.0; v * d]);
+    }
 }

@@ -60,6 +60,9 @@ struct ChunkGrads<T> {
     n: usize,
     d: usize,
     v: usize,
+    /// Rows added so far; the buffers' first `covered` rows (and all of dW once it is
+    /// nonzero) are initialised.
+    covered: usize,
 }
 
 impl<T: Real> ChunkGrads<T> {
@@ -70,6 +73,7 @@ impl<T: Real> ChunkGrads<T> {
             n,
             d,
             v,
+            covered: 0,
         }
     }
 
@@ -77,7 +81,7 @@ impl<T: Real> ChunkGrads<T> {
     /// `[rows, d]` hidden states. Chunks must come in order, starting at row 0.
     fn add(&mut self, r0: usize, rows: usize, g: &[T], hc: &[T], w: &[T]) {
         let (d, v) = (self.d, self.v);
-        assert!(r0 + rows <= self.n, "chunk rows out of range");
+        assert!(r0 == self.covered && r0 + rows <= self.n, "chunks must come in order and within the rows");
         if let Some(dh) = self.dh.as_mut() {
             // SAFETY: rows r0..r0+rows of dh's allocation (n·d elements); the GEMM writes
             // every element of its destination without reading it (no accumulation).
@@ -90,17 +94,20 @@ impl<T: Real> ChunkGrads<T> {
             let dst = unsafe { MatMut::from_raw(dw.as_mut_ptr(), v, d, d, 1) };
             matmul(dst, MatRef::row_major(g, rows, v).t(), MatRef::row_major(hc, rows, d), T::ONE, r0 > 0);
         }
+        self.covered += rows;
     }
 
     /// The finished `(dh, dW)`, once chunks have covered all `n` rows (zeros when `n` is 0).
     fn finish(self) -> (Option<Vec<T>>, Option<Vec<T>>) {
         let (n, d, v) = (self.n, self.d, self.v);
+        assert_eq!(self.covered, n, "chunks must cover every row before the gradients are read");
         let done = |buf: Option<Vec<T>>, len: usize| {
             buf.map(|mut b| {
                 if n == 0 {
                     return vec![T::ZERO; len];
                 }
-                // SAFETY: `add` wrote all `len` elements (see there).
+                // SAFETY: chunks covered all n rows in order (asserted above), so `add` wrote
+                // all `len` elements (see there).
                 unsafe { b.set_len(len) };
                 b
             })

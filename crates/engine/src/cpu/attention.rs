@@ -438,8 +438,9 @@ fn backward_with<T: Real>(
         let mut keep = vec![T::ZERO; if rule.dropout > 0.0 { BR * BC } else { 0 }];
         let mut p_drop = keep.clone();
         let mut delta = vec![T::ZERO; t];
-        // This item's key/value head and one query head at a time, gathered contiguous (see
-        // `gather_rows`), with contiguous gradient accumulators scattered back at the end.
+        // This item's key/value head and one query head at a time, read in place or gathered
+        // contiguous (see `aliases`); their gradients likewise accumulate in place or in
+        // contiguous buffers copied back by `finish`.
         let (q_len, kv_len) = (if gather.q { t * d } else { 0 }, if gather.kv { s * d } else { 0 });
         let (mut k_c, mut v_c) = (vec![T::ZERO; kv_len], vec![T::ZERO; kv_len]);
         let (mut q_h, mut do_h) = (vec![T::ZERO; q_len], vec![T::ZERO; q_len]);

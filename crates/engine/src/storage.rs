@@ -137,6 +137,19 @@ impl CpuStorage {
         }
     }
 
+    /// The transpose of these elements read as a row-major `rows × cols` matrix.
+    pub fn transpose_2d(&self, rows: usize, cols: usize) -> CpuStorage {
+        use crate::cpu::shape::transpose_2d;
+        match self {
+            CpuStorage::F32(v) => CpuStorage::F32(transpose_2d(v, rows, cols)),
+            CpuStorage::F64(v) => CpuStorage::F64(transpose_2d(v, rows, cols)),
+            CpuStorage::BF16(v) => CpuStorage::BF16(transpose_2d(v, rows, cols)),
+            CpuStorage::F16(v) => CpuStorage::F16(transpose_2d(v, rows, cols)),
+            CpuStorage::I64(v) => CpuStorage::I64(transpose_2d(v, rows, cols)),
+            CpuStorage::U32(v) => CpuStorage::U32(transpose_2d(v, rows, cols)),
+        }
+    }
+
     /// Converts to another dtype (floats round to nearest; floats to ints truncate toward zero).
     pub fn convert(&self, dtype: DType) -> CpuStorage {
         if dtype == self.dtype() {

@@ -3,7 +3,8 @@
 //! copies first if the storage is shared, so a tensor never changes under another owner.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 
@@ -17,6 +18,24 @@ use crate::Device;
 pub struct Tensor {
     storage: Arc<Storage>,
     shape: Vec<usize>,
+    /// Other layouts of this data, built on demand; shared by clones (which share the data)
+    /// and replaced whenever the data is written.
+    layouts: Arc<Layouts>,
+}
+
+/// Lazily built copies of a tensor's data in another layout.
+#[derive(Default)]
+struct Layouts {
+    /// The transpose of a rank-2 tensor (see [`Tensor::transposed_cached`]).
+    transposed: OnceLock<Tensor>,
+    /// Reads counted by [`Tensor::count_read`] since the data was last written.
+    reads: AtomicUsize,
+}
+
+impl Tensor {
+    fn with_storage(storage: Arc<Storage>, shape: Vec<usize>) -> Tensor {
+        Tensor { storage, shape, layouts: Arc::default() }
+    }
 }
 
 /// A vector of `n` copies of `value`. Large ones (a backward seed of ones over activations,
@@ -59,7 +78,7 @@ impl Tensor {
                 "storage length must equal the product of the shape",
             ));
         }
-        Ok(Tensor { storage: Arc::new(storage), shape: shape.to_vec() })
+        Ok(Tensor::with_storage(Arc::new(storage), shape.to_vec()))
     }
 
     /// A host tensor from a vector; the length must match the shape.
@@ -94,7 +113,7 @@ impl Tensor {
 
     /// A zero-dimensional f32 tensor.
     pub fn scalar(value: f32) -> Tensor {
-        Tensor { storage: Arc::new(Storage::Cpu(CpuStorage::F32(vec![value]))), shape: vec![] }
+        Tensor::with_storage(Arc::new(Storage::Cpu(CpuStorage::F32(vec![value]))), vec![])
     }
 
     /// The shape.
@@ -165,6 +184,8 @@ impl Tensor {
         if Arc::get_mut(&mut self.storage).is_none() {
             self.storage = Arc::new(self.storage.try_clone()?);
         }
+        // The caller may change the data, so layouts built from it no longer hold.
+        self.layouts = Arc::default();
         let storage = Arc::get_mut(&mut self.storage).expect("storage is unique after copy");
         match storage {
             Storage::Cpu(c) => {
@@ -214,7 +235,8 @@ impl Tensor {
         if numel(shape) != self.numel() {
             return Err(EngineError::shape("reshape", &self.shape, shape, "reshape must keep the number of elements"));
         }
-        Ok(Tensor { storage: self.storage.clone(), shape: shape.to_vec() })
+        // A different shape has a different transpose, so the layouts are not shared.
+        Ok(Tensor::with_storage(self.storage.clone(), shape.to_vec()))
     }
 
     /// Converts the elements to another dtype (a no-op sharing storage if already that dtype).
@@ -242,9 +264,41 @@ impl Tensor {
         }
     }
 
+    /// The transpose of this rank-2 host tensor, `[cols, rows]` and contiguous, built on the
+    /// first call and kept with the data: later calls on this tensor or its clones return it
+    /// at no cost until the data is written through [`Tensor::as_mut_slice`]. For weights
+    /// that the GEMM reads faster in the other layout (linear's forward, see
+    /// `cpu::linear::Weight`); it holds one more copy of the tensor while the tensor lives.
+    pub fn transposed_cached(&self) -> Result<Tensor> {
+        if self.rank() != 2 {
+            return Err(EngineError::shape("transposed_cached", &self.shape, &[0, 0], "expected a rank-2 tensor"));
+        }
+        let host = self.cpu_storage()?;
+        let (rows, cols) = (self.shape[0], self.shape[1]);
+        Ok(self
+            .layouts
+            .transposed
+            .get_or_init(|| {
+                Tensor::with_storage(Arc::new(Storage::Cpu(host.transpose_2d(rows, cols))), vec![cols, rows])
+            })
+            .clone())
+    }
+
+    /// Counts one more read of this data by a kernel that decides whether a layout copy pays
+    /// off, returning how many such reads came before since the data was last written. Shared
+    /// by clones, like the data.
+    pub fn count_read(&self) -> usize {
+        self.layouts.reads.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether [`Tensor::transposed_cached`] has built its copy for the current data.
+    pub fn has_cached_transpose(&self) -> bool {
+        self.layouts.transposed.get().is_some()
+    }
+
     /// Deep copy that owns its storage.
     pub fn deep_clone(&self) -> Result<Tensor> {
-        Ok(Tensor { storage: Arc::new(self.storage.try_clone()?), shape: self.shape.clone() })
+        Ok(Tensor::with_storage(Arc::new(self.storage.try_clone()?), self.shape.clone()))
     }
 
     /// Checks that this tensor has `dtype`, naming `op` otherwise.

@@ -56,6 +56,24 @@ fn as_mask(x: &Tensor) -> Result<Vec<u8>> {
     Ok(x.to_vec_f64()?.into_iter().map(|v| u8::from(v != 0.0)).collect())
 }
 
+/// The transposed copy of weight `w` that a forward over `rows` rows should read (see
+/// [`cpu::linear::Weight`]), kept with the weight's data once built.
+fn transposed_weight(w: &Tensor, rows: usize) -> Result<Option<Tensor>> {
+    if !cpu::linear::transposed_applies(rows, w.shape()) {
+        return Ok(None);
+    }
+    if w.has_cached_transpose() || cpu::linear::transposed_pays(w.count_read()) {
+        w.transposed_cached().map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// A weight and its optional transposed copy as the kernels take them.
+fn weight<'a, T: HostElement + Real>(w: &'a Tensor, wt: &'a Option<Tensor>) -> Result<cpu::linear::Weight<'a, T>> {
+    Ok(cpu::linear::Weight { w: w.as_slice()?, wt: opt_slice(wt.as_ref())? })
+}
+
 fn rows_cols(x: &Tensor) -> (usize, usize) {
     let cols = x.shape().last().copied().unwrap_or(1);
     (x.numel() / cols.max(1), cols)
@@ -82,8 +100,9 @@ impl Backend for CpuBackend {
     fn linear_fwd(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         let (n, inp) = rows_cols(x);
         let out = w.shape()[0];
+        let wt = transposed_weight(w, n)?;
         float_dispatch!("linear", x.dtype(), T => {
-            let y = cpu::linear::forward::<T>(x.as_slice()?, w.as_slice()?, opt_slice(b)?, n, inp, out);
+            let y = cpu::linear::forward::<T>(x.as_slice()?, weight(w, &wt)?, opt_slice(b)?, n, inp, out);
             t(y, &[n, out])
         })
     }
@@ -126,8 +145,9 @@ impl Backend for CpuBackend {
             dropout: spec.dropout,
             seed,
         };
+        let wt = transposed_weight(w, n)?;
         float_dispatch!("lora_linear", x.dtype(), T => {
-            let (y, xa) = cpu::lora::forward::<T>(x.as_slice()?, w.as_slice()?, opt_slice(b)?, a.as_slice()?, bm.as_slice()?, d);
+            let (y, xa) = cpu::lora::forward::<T>(x.as_slice()?, weight(w, &wt)?, opt_slice(b)?, a.as_slice()?, bm.as_slice()?, d);
             Ok((t(y, &[n, d.out])?, t(xa, &[n, d.r])?))
         })
     }
@@ -362,6 +382,7 @@ impl Backend for CpuBackend {
         let (n, d) = rows_cols(h);
         let v = w.shape()[0];
         let labels = as_i64(labels)?;
+        let wt = transposed_weight(w, n)?;
         let opts = cpu::cross_entropy::CeOptions {
             ignore_index: spec.ignore_index,
             label_smoothing: spec.label_smoothing,
@@ -370,7 +391,7 @@ impl Backend for CpuBackend {
         float_dispatch!("cross_entropy", h.dtype(), T => {
             let wts: Option<Vec<T>> = weights.map(|w| w.to_vec_f64().map(|v| v.into_iter().map(T::from_f64).collect())).transpose()?;
             let out = cpu::cross_entropy::forward::<T>(
-                h.as_slice()?, w.as_slice()?, opt_slice(b)?, &labels, wts.as_deref(), n, d, v, opts, needs[0], needs[1], needs[2],
+                h.as_slice()?, weight(w, &wt)?, opt_slice(b)?, &labels, wts.as_deref(), n, d, v, opts, needs[0], needs[1], needs[2],
             )?;
             Ok(CrossEntropyOut {
                 loss: out.loss,
@@ -393,8 +414,9 @@ impl Backend for CpuBackend {
         let (n, d) = rows_cols(h);
         let v = w.shape()[0];
         let labels = as_i64(labels)?;
+        let wt = transposed_weight(w, n)?;
         float_dispatch!("token_logprobs", h.dtype(), T => {
-            let (lp, lse) = cpu::cross_entropy::logprobs_forward::<T>(h.as_slice()?, w.as_slice()?, opt_slice(b)?, &labels, n, d, v, ignore_index)?;
+            let (lp, lse) = cpu::cross_entropy::logprobs_forward::<T>(h.as_slice()?, weight(w, &wt)?, opt_slice(b)?, &labels, n, d, v, ignore_index)?;
             Ok((t(lp, &[n])?, t(lse, &[n])?))
         })
     }
@@ -413,9 +435,10 @@ impl Backend for CpuBackend {
         let (n, d) = rows_cols(h);
         let v = w.shape()[0];
         let labels = as_i64(labels)?;
+        let wt = transposed_weight(w, n)?;
         float_dispatch!("token_logprobs_backward", h.dtype(), T => {
             let (dh, dw, db) = cpu::cross_entropy::logprobs_backward::<T>(
-                dlogp.as_slice()?, h.as_slice()?, w.as_slice()?, opt_slice(b)?, &labels, lse.as_slice()?, n, d, v, ignore_index,
+                dlogp.as_slice()?, h.as_slice()?, weight(w, &wt)?, opt_slice(b)?, &labels, lse.as_slice()?, n, d, v, ignore_index,
                 (needs[0], needs[1], needs[2]),
             );
             Ok([opt(dh, &[n, d])?, opt(dw, &[v, d])?, opt(db, &[v])?])

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::gemm::{matmul, MatMut, MatRef};
 use super::linear::column_sums;
+use super::linear::Weight;
 use crate::dtype::Real;
 use crate::error::{EngineError, Result};
 
@@ -139,7 +140,7 @@ fn row_lse<T: Real>(row: &[T]) -> T {
 #[allow(clippy::too_many_arguments)]
 pub fn forward<T: Real>(
     h: &[T],
-    w: &[T],
+    w: Weight<'_, T>,
     b: Option<&[T]>,
     labels: &[i64],
     weights: Option<&[T]>,
@@ -219,7 +220,7 @@ pub fn forward<T: Real>(
                 })
                 .collect();
             loss_sum += losses.iter().sum::<f64>();
-            grads.add(r0, rows, logits, hc, w);
+            grads.add(r0, rows, logits, hc, w.w);
             if let Some(db) = db.as_mut() {
                 for (a, s) in db.iter_mut().zip(column_sums(logits, rows, v)) {
                     *a += s;
@@ -239,7 +240,7 @@ pub type HeadGrads<T> = (Option<Vec<T>>, Option<Vec<T>>, Option<Vec<T>>);
 #[allow(clippy::too_many_arguments)]
 pub fn logprobs_forward<T: Real>(
     h: &[T],
-    w: &[T],
+    w: Weight<'_, T>,
     b: Option<&[T]>,
     labels: &[i64],
     n: usize,
@@ -280,7 +281,7 @@ pub fn logprobs_forward<T: Real>(
 pub fn logprobs_backward<T: Real>(
     dlogp: &[T],
     h: &[T],
-    w: &[T],
+    w: Weight<'_, T>,
     b: Option<&[T]>,
     labels: &[i64],
     lse: &[T],
@@ -314,7 +315,7 @@ pub fn logprobs_backward<T: Real>(
                 }
                 row[y as usize] += up;
             });
-            grads.add(r0, rows, g, hc, w);
+            grads.add(r0, rows, g, hc, w.w);
             if let Some(db) = db.as_mut() {
                 for (a, s) in db.iter_mut().zip(column_sums(g, rows, v)) {
                     *a += s;

@@ -6,7 +6,7 @@
 
 use super::dropout;
 use super::gemm::{matmul, MatMut, MatRef};
-use super::linear;
+use super::linear::{self, Weight};
 use crate::dtype::Real;
 
 /// Shapes and hyper-parameters of one lora_linear call.
@@ -29,7 +29,14 @@ pub struct LoraDims {
 }
 
 /// Forward; returns `(y, xa)`.
-pub fn forward<T: Real>(x: &[T], w: &[T], b: Option<&[T]>, a: &[T], bm: &[T], d: LoraDims) -> (Vec<T>, Vec<T>) {
+pub fn forward<T: Real>(
+    x: &[T],
+    w: Weight<'_, T>,
+    b: Option<&[T]>,
+    a: &[T],
+    bm: &[T],
+    d: LoraDims,
+) -> (Vec<T>, Vec<T>) {
     let mut y = linear::forward(x, w, b, d.n, d.inp, d.out);
     let xd;
     let x_in: &[T] = if d.dropout > 0.0 {

@@ -120,3 +120,39 @@ pub fn concat<T: Copy + Send + Sync + Default>(parts: &[(&[T], &[usize])], dim: 
     });
     y
 }
+
+/// The transpose of a row-major `rows × cols` matrix, as a row-major `cols × rows` vector.
+/// Works in 16×16 tiles copied through a local buffer, so each source and destination cache
+/// line is touched once even when the row length is a large power of two (a 2 KB row stride
+/// maps a naive column walk onto a couple of cache sets). Output row blocks run in parallel.
+pub fn transpose_2d<T: Copy + Send + Sync + Default>(x: &[T], rows: usize, cols: usize) -> Vec<T> {
+    const TILE: usize = 16;
+    assert_eq!(x.len(), rows * cols, "transpose_2d: {} elements for a {rows}×{cols} matrix", x.len());
+    let mut y: Vec<T> = Vec::with_capacity(rows * cols);
+    if rows == 0 || cols == 0 {
+        return y;
+    }
+    // Each task writes TILE output rows (= TILE source columns) over every source row.
+    y.spare_capacity_mut()[..rows * cols].par_chunks_mut(TILE * rows).enumerate().for_each(|(block, out)| {
+        let c0 = block * TILE;
+        let nc = out.len() / rows;
+        let mut tile = [[T::default(); TILE]; TILE];
+        for r0 in (0..rows).step_by(TILE) {
+            let nr = TILE.min(rows - r0);
+            for (i, t) in tile.iter_mut().enumerate().take(nr) {
+                let src = &x[(r0 + i) * cols + c0..(r0 + i) * cols + c0 + nc];
+                t[..nc].copy_from_slice(src);
+            }
+            for j in 0..nc {
+                let dst = &mut out[j * rows + r0..j * rows + r0 + nr];
+                for (i, d) in dst.iter_mut().enumerate() {
+                    d.write(tile[i][j]);
+                }
+            }
+        }
+    });
+    // SAFETY: the tiles above wrote every one of the rows·cols elements (each output row j of a
+    // block, over all source rows r0..r0+nr as r0 steps through 0..rows).
+    unsafe { y.set_len(rows * cols) };
+    y
+}

@@ -121,12 +121,47 @@ pub fn concat<T: Copy + Send + Sync + Default>(parts: &[(&[T], &[usize])], dim: 
     y
 }
 
-/// The transpose of a row-major `rows × cols` matrix, as a row-major `cols × rows` vector.
+/// Edge of the square tiles the transposes copy through a local buffer.
+const TILE: usize = 16;
+
+/// Writes the transpose of the `rows × cols` matrix whose row `r` starts at
+/// `src[offset + r·src_stride]` into `dst`, row `c` of which starts at `dst[c·dst_stride]`.
 /// Works in 16×16 tiles copied through a local buffer, so each source and destination cache
-/// line is touched once even when the row length is a large power of two (a 2 KB row stride
-/// maps a naive column walk onto a couple of cache sets). Output row blocks run in parallel.
+/// line is touched once even when a stride is a large power of two (a 2 KB row stride maps a
+/// naive column walk onto a couple of cache sets).
+pub fn transpose_into<T: Copy + Default>(
+    src: &[T],
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    src_stride: usize,
+    dst: &mut [std::mem::MaybeUninit<T>],
+    dst_stride: usize,
+) {
+    let mut tile = [[T::default(); TILE]; TILE];
+    for c0 in (0..cols).step_by(TILE) {
+        let nc = TILE.min(cols - c0);
+        for r0 in (0..rows).step_by(TILE) {
+            let nr = TILE.min(rows - r0);
+            for (i, t) in tile.iter_mut().enumerate().take(nr) {
+                let start = offset + (r0 + i) * src_stride + c0;
+                for (d, s) in t[..nc].iter_mut().zip(&src[start..start + nc]) {
+                    *d = *s;
+                }
+            }
+            for j in 0..nc {
+                let row = &mut dst[(c0 + j) * dst_stride + r0..(c0 + j) * dst_stride + r0 + nr];
+                for (i, d) in row.iter_mut().enumerate() {
+                    d.write(tile[i][j]);
+                }
+            }
+        }
+    }
+}
+
+/// The transpose of a row-major `rows × cols` matrix, as a row-major `cols × rows` vector;
+/// blocks of output rows run in parallel (see [`transpose_into`]).
 pub fn transpose_2d<T: Copy + Send + Sync + Default>(x: &[T], rows: usize, cols: usize) -> Vec<T> {
-    const TILE: usize = 16;
     assert_eq!(x.len(), rows * cols, "transpose_2d: {} elements for a {rows}×{cols} matrix", x.len());
     let mut y: Vec<T> = Vec::with_capacity(rows * cols);
     if rows == 0 || cols == 0 {
@@ -134,25 +169,10 @@ pub fn transpose_2d<T: Copy + Send + Sync + Default>(x: &[T], rows: usize, cols:
     }
     // Each task writes TILE output rows (= TILE source columns) over every source row.
     y.spare_capacity_mut()[..rows * cols].par_chunks_mut(TILE * rows).enumerate().for_each(|(block, out)| {
-        let c0 = block * TILE;
-        let nc = out.len() / rows;
-        let mut tile = [[T::default(); TILE]; TILE];
-        for r0 in (0..rows).step_by(TILE) {
-            let nr = TILE.min(rows - r0);
-            for (i, t) in tile.iter_mut().enumerate().take(nr) {
-                let src = &x[(r0 + i) * cols + c0..(r0 + i) * cols + c0 + nc];
-                t[..nc].copy_from_slice(src);
-            }
-            for j in 0..nc {
-                let dst = &mut out[j * rows + r0..j * rows + r0 + nr];
-                for (i, d) in dst.iter_mut().enumerate() {
-                    d.write(tile[i][j]);
-                }
-            }
-        }
+        transpose_into(x, block * TILE, rows, out.len() / rows, cols, out, rows);
     });
-    // SAFETY: the tiles above wrote every one of the rows·cols elements (each output row j of a
-    // block, over all source rows r0..r0+nr as r0 steps through 0..rows).
+    // SAFETY: each block's transpose_into wrote all of its output rows, every element of each
+    // (its source columns over all source rows), and the blocks cover all rows·cols elements.
     unsafe { y.set_len(rows * cols) };
     y
 }

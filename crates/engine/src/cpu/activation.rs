@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::elementwise::par_new;
 use crate::dtype::Real;
 use crate::ops::Activation;
 
@@ -79,24 +80,30 @@ fn derivative<T: Real>(act: Activation, x: T) -> T {
 /// Applies `f` elementwise in parallel chunks; one monomorphised loop per activation so the
 /// compiler can vectorize it.
 fn map<T: Real>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
-    let mut y = vec![T::ZERO; x.len()];
-    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(yc, xc)| {
-        for (o, &i) in yc.iter_mut().zip(xc) {
-            *o = f(i);
-        }
-    });
-    y
+    // SAFETY: each piece is zipped with the equally long slice of x, so every element is written.
+    unsafe {
+        par_new(x.len(), CHUNK, |start, yc| {
+            let xc = &x[start..start + yc.len()];
+            for (o, &i) in yc.iter_mut().zip(xc) {
+                o.write(f(i));
+            }
+        })
+    }
 }
 
 /// `dy·f'(x)` elementwise, one monomorphised loop per activation.
 fn map_grad<T: Real>(dy: &[T], x: &[T], df: impl Fn(T) -> T + Sync) -> Vec<T> {
-    let mut dx = vec![T::ZERO; x.len()];
-    dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(dc, (xc, gc))| {
-        for ((o, &i), &g) in dc.iter_mut().zip(xc).zip(gc) {
-            *o = g * df(i);
-        }
-    });
-    dx
+    assert_eq!(dy.len(), x.len(), "activation backward: dy and x lengths");
+    // SAFETY: each piece is zipped with the equally long slices of x and dy, so every element
+    // is written.
+    unsafe {
+        par_new(x.len(), CHUNK, |start, dc| {
+            let end = start + dc.len();
+            for ((o, &i), &g) in dc.iter_mut().zip(&x[start..end]).zip(&dy[start..end]) {
+                o.write(g * df(i));
+            }
+        })
+    }
 }
 
 /// y = f(x).
@@ -125,30 +132,77 @@ pub fn backward<T: Real>(act: Activation, dy: &[T], x: &[T]) -> Vec<T> {
 
 /// swiglu: y = silu(gate)·up.
 pub fn swiglu_forward<T: Real>(gate: &[T], up: &[T]) -> Vec<T> {
-    let mut y = vec![T::ZERO; gate.len()];
-    y.par_chunks_mut(CHUNK).zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK))).for_each(|(yc, (gc, uc))| {
-        for ((o, &g), &u) in yc.iter_mut().zip(gc).zip(uc) {
-            *o = g * sigmoid(g) * u;
-        }
-    });
-    y
+    assert_eq!(gate.len(), up.len(), "swiglu: gate and up lengths");
+    // SAFETY: each piece is zipped with the equally long slices of gate and up, so every
+    // element is written.
+    unsafe {
+        par_new(gate.len(), CHUNK, |start, yc| {
+            let end = start + yc.len();
+            for ((o, &g), &u) in yc.iter_mut().zip(&gate[start..end]).zip(&up[start..end]) {
+                o.write(g * sigmoid(g) * u);
+            }
+        })
+    }
 }
 
 /// swiglu backward: returns `(dgate, dup)`.
 pub fn swiglu_backward<T: Real>(dy: &[T], gate: &[T], up: &[T]) -> (Vec<T>, Vec<T>) {
-    let mut dg = vec![T::ZERO; gate.len()];
-    let mut du = vec![T::ZERO; gate.len()];
-    dg.par_chunks_mut(CHUNK)
-        .zip(du.par_chunks_mut(CHUNK))
+    let n = gate.len();
+    assert!(up.len() == n && dy.len() == n, "swiglu backward: dy, gate and up lengths");
+    // Both outputs are written without a zero-fill first (see `par_new`).
+    let mut dg: Vec<T> = Vec::with_capacity(n);
+    let mut du: Vec<T> = Vec::with_capacity(n);
+    dg.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .zip(du.spare_capacity_mut()[..n].par_chunks_mut(CHUNK))
         .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)).zip(dy.par_chunks(CHUNK)))
         .for_each(|((dgc, duc), ((gc, uc), yc))| {
             for i in 0..gc.len() {
                 let (g, u, d) = (gc[i], uc[i], yc[i]);
                 let s = sigmoid(g);
                 let silu = g * s;
-                duc[i] = d * silu;
-                dgc[i] = d * u * s * (T::ONE + g * (T::ONE - s));
+                duc[i].write(d * silu);
+                dgc[i].write(d * u * s * (T::ONE + g * (T::ONE - s)));
             }
         });
+    // SAFETY: the chunks of all five slices line up (equal lengths, equal chunk size), and each
+    // chunk's loop wrote every element of its dg and du chunks.
+    unsafe {
+        dg.set_len(n);
+        du.set_len(n);
+    }
     (dg, du)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Outputs are written without a zero-fill first: each is computed right after a NaN-filled
+    /// block of its size is freed (so the allocator likely hands that memory back), at lengths
+    /// around the parallel chunk size, and every element must equal its definition.
+    #[test]
+    fn outputs_are_fully_written_without_a_fill() {
+        for n in [1usize, 7, CHUNK - 1, CHUNK, CHUNK + 3, 3 * CHUNK + 5] {
+            let x: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin() * 3.0).collect();
+            let dy: Vec<f64> = (0..n).map(|i| (i as f64 * 0.11).cos()).collect();
+            let fresh = |f: &dyn Fn() -> Vec<f64>| {
+                drop(std::hint::black_box(vec![f64::NAN; n]));
+                f()
+            };
+            let y = fresh(&|| forward(Activation::GeluTanh, &x));
+            let dx = fresh(&|| backward(Activation::Silu, &dy, &x));
+            let sw = fresh(&|| swiglu_forward(&x, &dy));
+            drop(std::hint::black_box(vec![f64::NAN; 2 * n]));
+            let (dg, du) = swiglu_backward(&dy, &x, &dy);
+            for i in 0..n {
+                assert_eq!(y[i], value(Activation::GeluTanh, x[i]), "gelu at {i} of {n}");
+                assert_eq!(dx[i], dy[i] * derivative(Activation::Silu, x[i]), "silu grad at {i} of {n}");
+                assert_eq!(sw[i], x[i] * sigmoid(x[i]) * dy[i], "swiglu at {i} of {n}");
+                let s = sigmoid(x[i]);
+                assert_eq!(du[i], dy[i] * (x[i] * s), "swiglu dup at {i} of {n}");
+                assert_eq!(dg[i], dy[i] * dy[i] * s * (1.0 + x[i] * (1.0 - s)), "swiglu dgate at {i} of {n}");
+            }
+        }
+    }
 }

@@ -163,16 +163,15 @@ pub fn transpose_into<T: Copy + Default>(
 /// blocks of output rows run in parallel (see [`transpose_into`]).
 pub fn transpose_2d<T: Copy + Send + Sync + Default>(x: &[T], rows: usize, cols: usize) -> Vec<T> {
     assert_eq!(x.len(), rows * cols, "transpose_2d: {} elements for a {rows}×{cols} matrix", x.len());
-    let mut y: Vec<T> = Vec::with_capacity(rows * cols);
     if rows == 0 || cols == 0 {
-        return y;
+        return Vec::new();
     }
-    // Each task writes TILE output rows (= TILE source columns) over every source row.
-    y.spare_capacity_mut()[..rows * cols].par_chunks_mut(TILE * rows).enumerate().for_each(|(block, out)| {
-        transpose_into(x, block * TILE, rows, out.len() / rows, cols, out, rows);
-    });
-    // SAFETY: each block's transpose_into wrote all of its output rows, every element of each
-    // (its source columns over all source rows), and the blocks cover all rows·cols elements.
-    unsafe { y.set_len(rows * cols) };
-    y
+    // Each piece is TILE output rows (= TILE source columns, starting at column start / rows).
+    // SAFETY: transpose_into writes every element of those output rows: each of its source
+    // columns over all source rows.
+    unsafe {
+        super::elementwise::par_new(rows * cols, TILE * rows, |start, out| {
+            transpose_into(x, start / rows, rows, out.len() / rows, cols, out, rows);
+        })
+    }
 }

@@ -69,9 +69,42 @@ fn transposed_weight(w: &Tensor, rows: usize) -> Result<Option<Tensor>> {
     }
 }
 
-/// A weight and its optional transposed copy as the kernels take them.
-fn weight<'a, T: HostElement + Real>(w: &'a Tensor, wt: &'a Option<Tensor>) -> Result<cpu::linear::Weight<'a, T>> {
-    Ok(cpu::linear::Weight { w: w.as_slice()?, wt: opt_slice(wt.as_ref())? })
+/// The copy of a weight that a forward reads instead of the weight itself.
+enum ForwardCopy {
+    /// None: the forward reads the weight.
+    None,
+    /// The transposed copy kept with the weight's data (see [`transposed_weight`]).
+    Transposed(Tensor),
+    /// A padded-row copy made for this forward (see `cpu::linear::padded_applies`).
+    Padded(Tensor),
+}
+
+/// The copy of weight `w` that a forward over `rows` rows should read (see
+/// [`cpu::linear::Weight`]).
+fn forward_copy(w: &Tensor, rows: usize) -> Result<ForwardCopy> {
+    if let Some(wt) = transposed_weight(w, rows)? {
+        return Ok(ForwardCopy::Transposed(wt));
+    }
+    let (&[out, inp], DType::F32 | DType::F64) = (w.shape(), w.dtype()) else {
+        return Ok(ForwardCopy::None);
+    };
+    float_dispatch!("linear", w.dtype(), T => {
+        if !cpu::linear::padded_applies::<T>(rows, out, inp) {
+            return Ok(ForwardCopy::None);
+        }
+        let padded = cpu::linear::pad_rows::<T>(w.as_slice()?, out, inp);
+        Ok(ForwardCopy::Padded(t(padded, &[out, inp + cpu::linear::ROW_PAD])?))
+    })
+}
+
+/// A weight and the copy its forward reads, as the kernels take them.
+fn weight<'a, T: HostElement + Real>(w: &'a Tensor, copy: &'a ForwardCopy) -> Result<cpu::linear::Weight<'a, T>> {
+    let w = w.as_slice()?;
+    Ok(match copy {
+        ForwardCopy::None => cpu::linear::Weight::plain(w),
+        ForwardCopy::Transposed(wt) => cpu::linear::Weight::with_transposed(w, wt.as_slice()?),
+        ForwardCopy::Padded(p) => cpu::linear::Weight::with_padded(w, p.as_slice()?),
+    })
 }
 
 fn rows_cols(x: &Tensor) -> (usize, usize) {
@@ -100,9 +133,9 @@ impl Backend for CpuBackend {
     fn linear_fwd(&self, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
         let (n, inp) = rows_cols(x);
         let out = w.shape()[0];
-        let wt = transposed_weight(w, n)?;
+        let copy = forward_copy(w, n)?;
         float_dispatch!("linear", x.dtype(), T => {
-            let y = cpu::linear::forward::<T>(x.as_slice()?, weight(w, &wt)?, opt_slice(b)?, n, inp, out);
+            let y = cpu::linear::forward::<T>(x.as_slice()?, weight(w, &copy)?, opt_slice(b)?, n, inp, out);
             t(y, &[n, out])
         })
     }
@@ -145,9 +178,9 @@ impl Backend for CpuBackend {
             dropout: spec.dropout,
             seed,
         };
-        let wt = transposed_weight(w, n)?;
+        let copy = forward_copy(w, n)?;
         float_dispatch!("lora_linear", x.dtype(), T => {
-            let (y, xa) = cpu::lora::forward::<T>(x.as_slice()?, weight(w, &wt)?, opt_slice(b)?, a.as_slice()?, bm.as_slice()?, d);
+            let (y, xa) = cpu::lora::forward::<T>(x.as_slice()?, weight(w, &copy)?, opt_slice(b)?, a.as_slice()?, bm.as_slice()?, d);
             Ok((t(y, &[n, d.out])?, t(xa, &[n, d.r])?))
         })
     }
@@ -382,7 +415,7 @@ impl Backend for CpuBackend {
         let (n, d) = rows_cols(h);
         let v = w.shape()[0];
         let labels = as_i64(labels)?;
-        let wt = transposed_weight(w, n)?;
+        let copy = forward_copy(w, n)?;
         let opts = cpu::cross_entropy::CeOptions {
             ignore_index: spec.ignore_index,
             label_smoothing: spec.label_smoothing,
@@ -391,7 +424,7 @@ impl Backend for CpuBackend {
         float_dispatch!("cross_entropy", h.dtype(), T => {
             let wts: Option<Vec<T>> = weights.map(|w| w.to_vec_f64().map(|v| v.into_iter().map(T::from_f64).collect())).transpose()?;
             let out = cpu::cross_entropy::forward::<T>(
-                h.as_slice()?, weight(w, &wt)?, opt_slice(b)?, &labels, wts.as_deref(), n, d, v, opts, needs[0], needs[1], needs[2],
+                h.as_slice()?, weight(w, &copy)?, opt_slice(b)?, &labels, wts.as_deref(), n, d, v, opts, needs[0], needs[1], needs[2],
             )?;
             Ok(CrossEntropyOut {
                 loss: out.loss,
@@ -414,9 +447,9 @@ impl Backend for CpuBackend {
         let (n, d) = rows_cols(h);
         let v = w.shape()[0];
         let labels = as_i64(labels)?;
-        let wt = transposed_weight(w, n)?;
+        let copy = forward_copy(w, n)?;
         float_dispatch!("token_logprobs", h.dtype(), T => {
-            let (lp, lse) = cpu::cross_entropy::logprobs_forward::<T>(h.as_slice()?, weight(w, &wt)?, opt_slice(b)?, &labels, n, d, v, ignore_index)?;
+            let (lp, lse) = cpu::cross_entropy::logprobs_forward::<T>(h.as_slice()?, weight(w, &copy)?, opt_slice(b)?, &labels, n, d, v, ignore_index)?;
             Ok((t(lp, &[n])?, t(lse, &[n])?))
         })
     }
@@ -435,10 +468,10 @@ impl Backend for CpuBackend {
         let (n, d) = rows_cols(h);
         let v = w.shape()[0];
         let labels = as_i64(labels)?;
-        let wt = transposed_weight(w, n)?;
+        let copy = forward_copy(w, n)?;
         float_dispatch!("token_logprobs_backward", h.dtype(), T => {
             let (dh, dw, db) = cpu::cross_entropy::logprobs_backward::<T>(
-                dlogp.as_slice()?, h.as_slice()?, weight(w, &wt)?, opt_slice(b)?, &labels, lse.as_slice()?, n, d, v, ignore_index,
+                dlogp.as_slice()?, h.as_slice()?, weight(w, &copy)?, opt_slice(b)?, &labels, lse.as_slice()?, n, d, v, ignore_index,
                 (needs[0], needs[1], needs[2]),
             );
             Ok([opt(dh, &[n, d])?, opt(dw, &[v, d])?, opt(db, &[v])?])

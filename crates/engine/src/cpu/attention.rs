@@ -170,7 +170,7 @@ impl AttnRule<'_> {
 /// (8 heads of 64, 16 of 32) attention ran 15–25% faster gathered; at 0.5 and 1 KB it made no
 /// difference, and at other strides (1.5 KB: 6 heads of 64, 12 of 32) the extra copy cost 5–10%.
 fn aliases<T>(stride: usize) -> bool {
-    (stride * std::mem::size_of::<T>()) % 2048 == 0
+    super::gemm::stride_aliases::<T>(stride)
 }
 
 /// Where the kernels read their operands from: which side's rows are gathered contiguous

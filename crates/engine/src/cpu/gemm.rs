@@ -157,6 +157,14 @@ pub fn matmul<T: Real>(dst: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, a
     matmul_with(dst, a, b, alpha, accumulate, par)
 }
 
+/// Whether matrix rows `stride` elements apart sit a multiple of 2 KB apart, so that reading
+/// down a column maps to few cache sets. Products that read such rows strided (x·Wᵀ from W,
+/// attention tiles from interleaved heads) measured 10–25% slower on Zen 4 than from a copy
+/// whose rows are contiguous or padded; at other strides the copies did not pay.
+pub fn stride_aliases<T>(stride: usize) -> bool {
+    stride > 0 && (stride * std::mem::size_of::<T>()) % 2048 == 0
+}
+
 /// `alpha·(a × b)` as a new row-major `a.rows × b.cols` vector. The GEMM writes every element
 /// without reading any (it reads its destination only when accumulating), so the vector is not
 /// zero-filled first: one pass less over memory per product (the zero-fill showed as memset in

@@ -137,10 +137,30 @@ pub trait Real:
     /// unspecified). Large per-call buffers (the cross-entropy logits chunk) live here instead of
     /// being allocated and page-faulted in on every call.
     fn with_scratch<R>(n: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+    /// This slice as f32 when `Self` is f32, for kernels with a hand-vectorized f32 path.
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+    /// This slice as mutable f32 when `Self` is f32.
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
+}
+
+fn some_f32(s: &[f32]) -> Option<&[f32]> {
+    Some(s)
+}
+
+fn some_f32_mut(s: &mut [f32]) -> Option<&mut [f32]> {
+    Some(s)
+}
+
+fn no_f32<T>(_: &[T]) -> Option<&[f32]> {
+    None
+}
+
+fn no_f32_mut<T>(_: &mut [T]) -> Option<&mut [f32]> {
+    None
 }
 
 macro_rules! impl_real {
-    ($t:ty, $erf:path, $fexp:path, $ftanh:path, $ferf:path, $scratch:ident) => {
+    ($t:ty, $erf:path, $fexp:path, $ftanh:path, $ferf:path, $scratch:ident, $as32:path, $as32_mut:path) => {
         thread_local! {
             static $scratch: std::cell::RefCell<Vec<$t>> = const { std::cell::RefCell::new(Vec::new()) };
         }
@@ -241,6 +261,12 @@ macro_rules! impl_real {
                     Err(_) => f(&mut vec![0.0; n]),
                 })
             }
+            fn as_f32(s: &[Self]) -> Option<&[f32]> {
+                $as32(s)
+            }
+            fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+                $as32_mut(s)
+            }
         }
     };
 }
@@ -251,6 +277,8 @@ impl_real!(
     crate::cpu::math::exp_f32,
     crate::cpu::math::tanh_f32,
     crate::cpu::math::erf_f32,
-    SCRATCH_F32
+    SCRATCH_F32,
+    some_f32,
+    some_f32_mut
 );
-impl_real!(f64, libm::erf, f64::exp, f64::tanh, libm::erf, SCRATCH_F64);
+impl_real!(f64, libm::erf, f64::exp, f64::tanh, libm::erf, SCRATCH_F64, no_f32, no_f32_mut);

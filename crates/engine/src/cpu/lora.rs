@@ -7,6 +7,8 @@
 use super::dropout;
 use super::gemm::{matmul, MatMut, MatRef};
 use super::linear::{self, Weight};
+use super::narrow;
+use super::shape::transpose_2d;
 use crate::dtype::Real;
 
 /// Shapes and hyper-parameters of one lora_linear call.
@@ -45,14 +47,7 @@ pub fn forward<T: Real>(
     } else {
         x
     };
-    let mut xa = vec![T::ZERO; d.n * d.r];
-    matmul(
-        MatMut::row_major(&mut xa, d.n, d.r),
-        MatRef::row_major(x_in, d.n, d.inp),
-        MatRef::row_major(a, d.r, d.inp).t(),
-        T::ONE,
-        false,
-    );
+    let xa = narrow::product(x_in, d.n, d.inp, &transpose_2d(a, d.r, d.inp), d.r, T::ONE);
     matmul(
         MatMut::row_major(&mut y, d.n, d.out),
         MatRef::row_major(&xa, d.n, d.r),
@@ -106,29 +101,19 @@ pub fn backward<T: Real>(
 ) -> LoraGrads<T> {
     let base = linear::backward(dy, Some(x), Some(w), d.n, d.inp, d.out, need.dx, need.dw, need.db);
     let scale = T::from_f64(d.scale);
-    let dbm = need.dbm.then(|| {
-        let mut g = vec![T::ZERO; d.out * d.r];
-        matmul(
-            MatMut::row_major(&mut g, d.out, d.r),
-            MatRef::row_major(dy, d.n, d.out).t(),
-            MatRef::row_major(xa, d.n, d.r),
-            scale,
-            false,
-        );
-        g
-    });
+    // dB = s·dyᵀ·xa [out, r] and dxa = s·dy·B [n, r], in one pass over dy when both are needed.
+    let (dxa, dbm) = match (need.da || need.dx, need.dbm) {
+        (true, true) => {
+            let (dxa, dbm) = narrow::product_and_reduce(dy, d.n, d.out, bm, xa, d.r, scale);
+            (Some(dxa), Some(dbm))
+        }
+        (true, false) => (Some(narrow::product(dy, d.n, d.out, bm, d.r, scale)), None),
+        (false, true) => (None, Some(narrow::reduce(dy, d.n, d.out, xa, d.r, scale))),
+        (false, false) => (None, None),
+    };
     let mut da = None;
     let mut dx = base.dx;
-    if need.da || need.dx {
-        // dxa = s · dy·B  [n, r]
-        let mut dxa = vec![T::ZERO; d.n * d.r];
-        matmul(
-            MatMut::row_major(&mut dxa, d.n, d.r),
-            MatRef::row_major(dy, d.n, d.out),
-            MatRef::row_major(bm, d.out, d.r),
-            scale,
-            false,
-        );
+    if let Some(dxa) = dxa {
         if need.da {
             let xd;
             let x_in: &[T] = if d.dropout > 0.0 {
@@ -137,15 +122,8 @@ pub fn backward<T: Real>(
             } else {
                 x
             };
-            let mut g = vec![T::ZERO; d.r * d.inp];
-            matmul(
-                MatMut::row_major(&mut g, d.r, d.inp),
-                MatRef::row_major(&dxa, d.n, d.r).t(),
-                MatRef::row_major(x_in, d.n, d.inp),
-                T::ONE,
-                false,
-            );
-            da = Some(g);
+            // dA = dxaᵀ·x [r, in], computed as its transpose xᵀ·dxa [in, r].
+            da = Some(transpose_2d(&narrow::reduce(x_in, d.n, d.inp, &dxa, d.r, T::ONE), d.inp, d.r));
         }
         if let Some(dx) = dx.as_mut() {
             if d.dropout > 0.0 {

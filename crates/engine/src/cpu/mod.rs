@@ -14,6 +14,7 @@ pub mod linear;
 pub mod lora;
 pub mod math;
 pub mod matmul;
+pub mod narrow;
 pub mod pool;
 pub mod reduce;
 pub mod rms_norm;

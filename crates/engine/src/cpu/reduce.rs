@@ -1,12 +1,17 @@
 //! Vector reductions written so the compiler vectorizes them: sixteen independent
 //! accumulators over fixed-width chunks, combined in a fixed order (deterministic).
+//! The final [`combine`] is kept out of line on purpose: inlined, its pairwise tree led the
+//! SLP vectorizer to pack the accumulators into 128-bit pairs, and the main loops ran three
+//! times slower (measured: 90 vs 32 ns for an f32 dot of 768 on Zen 5).
 
 use crate::dtype::Real;
 
-const LANES: usize = 16;
+/// Accumulator lanes of the reductions (two AVX2 or one AVX-512 register of f32).
+pub(crate) const LANES: usize = 16;
 
-#[inline(always)]
-fn combine<T: Real>(acc: [T; LANES]) -> T {
+/// Sums the lanes of an accumulator in a fixed tree order. Never inlined: see the module note.
+#[inline(never)]
+pub(crate) fn combine<T: Real>(acc: [T; LANES]) -> T {
     let mut s8 = [T::ZERO; 8];
     for i in 0..8 {
         s8[i] = acc[i] + acc[i + 8];

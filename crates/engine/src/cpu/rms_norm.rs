@@ -1,32 +1,70 @@
 //! rms_norm over the last dimension: y = x·rstd·(γ + offset), rstd = 1/√(mean(x²) + ε).
 //! `offset` is 0 for Llama-style weights and 1 for Gemma-style (1 + w) weights.
+//! Outputs are written once into uninitialised buffers, and each row of the backward takes two
+//! passes over its (L1-resident) data, as in [`super::layer_norm`].
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::reduce;
+use super::reduce::{self, LANES};
 use crate::dtype::Real;
 
+/// Rows per parallel block; per-block γ partial sums are combined in block order.
 const ROW_BLOCK: usize = 32;
+
+/// γ + offset, the effective per-column scale.
+fn effective_gamma<T: Real>(gamma: &[T], offset: f64) -> Vec<T> {
+    let off = T::from_f64(offset);
+    gamma.iter().map(|&g| g + off).collect()
+}
 
 /// Forward over `x [rows, dim]`; returns `(y, rstd [rows])`.
 pub fn forward<T: Real>(x: &[T], gamma: &[T], offset: f64, rows: usize, dim: usize, eps: f64) -> (Vec<T>, Vec<T>) {
-    let mut y = vec![T::ZERO; rows * dim];
+    let mut y: Vec<T> = Vec::with_capacity(rows * dim);
     let mut rstd = vec![T::ZERO; rows];
+    let g = effective_gamma(gamma, offset);
     let inv_d = T::from_f64(1.0 / dim as f64);
     let eps = T::from_f64(eps);
-    let off = T::from_f64(offset);
-    y.par_chunks_mut(dim.max(1)).zip(x.par_chunks(dim.max(1))).zip(rstd.par_iter_mut()).for_each(|((yr, xr), r)| {
-        let ms = reduce::dot(xr, xr) * inv_d;
-        let rs = T::ONE / (ms + eps).sqrt();
-        *r = rs;
-        for i in 0..dim {
-            yr[i] = xr[i] * rs * (gamma[i] + off);
-        }
-    });
+    let block = ROW_BLOCK * dim.max(1);
+    y.spare_capacity_mut()[..rows * dim]
+        .par_chunks_mut(block)
+        .zip(x.par_chunks(block))
+        .zip(rstd.par_chunks_mut(ROW_BLOCK))
+        .for_each(|((yb, xb), rb)| {
+            for ((yr, xr), r) in yb.chunks_mut(dim).zip(xb.chunks(dim)).zip(rb) {
+                let rs = T::ONE / (reduce::dot(xr, xr) * inv_d + eps).sqrt();
+                *r = rs;
+                for ((y, &x), &g) in yr.iter_mut().zip(xr).zip(&g) {
+                    y.write(x * rs * g);
+                }
+            }
+        });
+    // SAFETY: the blocks cover all rows of `x`, and each row's loop writes all `dim` elements.
+    unsafe { y.set_len(rows * dim) };
     (y, rstd)
 }
 
+/// Σ dy·g·x over one row: the mean in the dx formula, before scaling.
+#[inline(always)]
+fn row_sum<T: Real>(dy: &[T], x: &[T], g: &[T]) -> T {
+    let mut acc = [T::ZERO; LANES];
+    let (dyc, xc, gc) = (dy.chunks_exact(LANES), x.chunks_exact(LANES), g.chunks_exact(LANES));
+    let (dyt, xt, gt) = (dyc.remainder(), xc.remainder(), gc.remainder());
+    for ((dy, x), g) in dyc.zip(xc).zip(gc) {
+        for l in 0..LANES {
+            acc[l] = (dy[l] * g[l]).mul_add(x[l], acc[l]);
+        }
+    }
+    let mut tail = T::ZERO;
+    for ((&dy, &x), &g) in dyt.iter().zip(xt).zip(gt) {
+        tail = (dy * g).mul_add(x, tail);
+    }
+    reduce::combine(acc) + tail
+}
+
 /// Backward from `dy`; returns `(dx, dgamma)`, each only if requested.
+/// dx = rs·(γ·dy − x·rs²·mean(γ·dy·x)), dγ = Σ_rows dy·x·rs.
 #[allow(clippy::too_many_arguments)]
 pub fn backward<T: Real>(
     dy: &[T],
@@ -40,39 +78,48 @@ pub fn backward<T: Real>(
     need_dgamma: bool,
 ) -> (Option<Vec<T>>, Option<Vec<T>>) {
     let inv_d = T::from_f64(1.0 / dim as f64);
-    let off = T::from_f64(offset);
-    let mut dx = if need_dx { vec![T::ZERO; rows * dim] } else { Vec::new() };
-    let work = |b: usize, dx_block: Option<&mut [T]>| -> Vec<T> {
+    let g = effective_gamma(gamma, offset);
+    let mut dx: Vec<T> = Vec::with_capacity(if need_dx { rows * dim } else { 0 });
+    let work = |b: usize, dx_block: Option<&mut [MaybeUninit<T>]>| -> Vec<T> {
         let r0 = b * ROW_BLOCK;
         let r1 = (r0 + ROW_BLOCK).min(rows);
-        let mut dg = if need_dgamma { vec![T::ZERO; dim] } else { Vec::new() };
+        let mut dg = vec![T::ZERO; if need_dgamma { dim } else { 0 }];
         let mut dx_block = dx_block;
-        let mut gdy = vec![T::ZERO; dim];
         for r in r0..r1 {
             let xr = &x[r * dim..(r + 1) * dim];
             let gr = &dy[r * dim..(r + 1) * dim];
             let rs = rstd[r];
-            if need_dgamma {
-                for i in 0..dim {
-                    dg[i] = (gr[i] * xr[i]).mul_add(rs, dg[i]);
+            match dx_block.as_deref_mut() {
+                Some(dxb) => {
+                    let out = &mut dxb[(r - r0) * dim..(r - r0 + 1) * dim];
+                    let c = row_sum(gr, xr, &g) * inv_d * rs * rs;
+                    if need_dgamma {
+                        for ((((o, &dy), &x), &g), dg) in out.iter_mut().zip(gr).zip(xr).zip(&g).zip(dg.iter_mut()) {
+                            o.write(rs * (dy * g - x * c));
+                            *dg = (dy * x).mul_add(rs, *dg);
+                        }
+                    } else {
+                        for (((o, &dy), &x), &g) in out.iter_mut().zip(gr).zip(xr).zip(&g) {
+                            o.write(rs * (dy * g - x * c));
+                        }
+                    }
                 }
-            }
-            if let Some(dxb) = dx_block.as_deref_mut() {
-                // dx = rs·(γ·dy − x·rs²·mean(γ·dy·x))
-                for i in 0..dim {
-                    gdy[i] = gr[i] * (gamma[i] + off);
-                }
-                let c = reduce::dot(&gdy, xr) * inv_d * rs * rs;
-                let out = &mut dxb[(r - r0) * dim..(r - r0 + 1) * dim];
-                for i in 0..dim {
-                    out[i] = rs * (gdy[i] - xr[i] * c);
+                None => {
+                    for ((&dy, &x), dg) in gr.iter().zip(xr).zip(dg.iter_mut()) {
+                        *dg = (dy * x).mul_add(rs, *dg);
+                    }
                 }
             }
         }
         dg
     };
     let partials: Vec<Vec<T>> = if need_dx {
-        dx.par_chunks_mut(ROW_BLOCK * dim.max(1)).enumerate().map(|(b, chunk)| work(b, Some(chunk))).collect()
+        let out = dx.spare_capacity_mut()[..rows * dim].par_chunks_mut(ROW_BLOCK * dim.max(1));
+        let partials = out.enumerate().map(|(b, chunk)| work(b, Some(chunk))).collect();
+        // SAFETY: each block wrote all `dim` elements of each of its rows, and the blocks cover
+        // all `rows` rows.
+        unsafe { dx.set_len(rows * dim) };
+        partials
     } else {
         (0..rows.div_ceil(ROW_BLOCK)).into_par_iter().map(|b| work(b, None)).collect()
     };
@@ -84,4 +131,51 @@ pub fn backward<T: Real>(
         acc
     });
     (need_dx.then_some(dx), dgamma)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u64) -> Vec<f64> {
+        (0..n).map(|i| ((i as u64 * 2654435761 + seed * 97) % 1000) as f64 / 250.0 - 2.0).collect()
+    }
+
+    #[test]
+    fn kernels_match_the_formulas_for_every_option_and_shape() {
+        for (rows, dim) in [(1, 1), (3, 7), (33, 16), (65, 33), (40, 100)] {
+            let (x, dy, g) = (data(rows * dim, 1), data(rows * dim, 2), data(dim, 3));
+            for offset in [0.0, 1.0] {
+                let (mut want_y, mut want_dx, mut want_dg) = (vec![], vec![], vec![0.0; dim]);
+                for (xr, gr) in x.chunks(dim).zip(dy.chunks(dim)) {
+                    let rs = 1.0 / (xr.iter().map(|v| v * v).sum::<f64>() / dim as f64 + 1e-6).sqrt();
+                    let w: Vec<f64> = g.iter().map(|v| v + offset).collect();
+                    want_y.extend((0..dim).map(|i| xr[i] * rs * w[i]));
+                    let m = (0..dim).map(|i| gr[i] * w[i] * xr[i]).sum::<f64>() / dim as f64;
+                    want_dx.extend((0..dim).map(|i| rs * (gr[i] * w[i] - xr[i] * rs * rs * m)));
+                    for i in 0..dim {
+                        want_dg[i] += gr[i] * xr[i] * rs;
+                    }
+                }
+                let (y, rstd) = forward(&x, &g, offset, rows, dim, 1e-6);
+                let close = |what: &str, got: &[f64], want: &[f64]| {
+                    assert_eq!(got.len(), want.len(), "{what} length");
+                    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                        assert!((a - b).abs() <= 1e-10 * (1.0 + b.abs()), "{what}[{i}]: {a} vs {b}");
+                    }
+                };
+                close("y", &y, &want_y);
+                for (ndx, ndg) in [(true, true), (true, false), (false, true), (false, false)] {
+                    let (dx, dg) = backward(&dy, &x, &g, offset, &rstd, rows, dim, ndx, ndg);
+                    assert_eq!((dx.is_some(), dg.is_some()), (ndx, ndg));
+                    if let Some(dx) = dx {
+                        close("dx", &dx, &want_dx);
+                    }
+                    if let Some(dg) = dg {
+                        close("dgamma", &dg, &want_dg);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -23,6 +23,10 @@ pub fn forward<T: Real>(
     dim: usize,
     eps: f64,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
+    // The write loops below stop at the shortest operand; these make "every element written"
+    // (which the uninitialised output relies on) a checked fact. The op validates shapes first.
+    assert_eq!(x.len(), rows * dim, "layer_norm: x is not rows × dim");
+    assert!(gamma.is_none_or(|g| g.len() == dim) && beta.is_none_or(|b| b.len() == dim), "layer_norm: γ/β not [dim]");
     let mut y: Vec<T> = Vec::with_capacity(rows * dim);
     let mut mean = vec![T::ZERO; rows];
     let mut rstd = vec![T::ZERO; rows];
@@ -48,7 +52,8 @@ pub fn forward<T: Real>(
             }
         });
     // SAFETY: the loop above wrote every one of the rows × dim elements: the blocks cover all
-    // rows of `x`, and each row's loop writes all `dim` elements of its row.
+    // rows of `x`, and each row's loop writes all `dim` elements of its row (every operand it
+    // zips holds `dim`, asserted at entry).
     unsafe { y.set_len(rows * dim) };
     (y, mean, rstd)
 }
@@ -142,6 +147,9 @@ pub fn backward<T: Real>(
     need_dgamma: bool,
     need_dbeta: bool,
 ) -> LayerNormGrads<T> {
+    assert!(x.len() == rows * dim && dy.len() == rows * dim, "layer_norm backward: x/dy are not rows × dim");
+    assert!(gamma.is_none_or(|g| g.len() == dim), "layer_norm backward: γ is not [dim]");
+    assert!(mean.len() == rows && rstd.len() == rows, "layer_norm backward: mean/rstd are not [rows]");
     let mut dx: Vec<T> = Vec::with_capacity(if need_dx { rows * dim } else { 0 });
     let ones = vec![T::ONE; if gamma.is_some() { 0 } else { dim }];
     let g = gamma.unwrap_or(&ones);
@@ -177,8 +185,8 @@ pub fn backward<T: Real>(
     let partials: Vec<(Vec<T>, Vec<T>)> = if need_dx {
         let out = dx.spare_capacity_mut()[..rows * dim].par_chunks_mut(ROW_BLOCK * dim.max(1));
         let partials = out.enumerate().map(|(b, chunk)| work(b, Some(chunk))).collect();
-        // SAFETY: each block wrote all `dim` elements of each of its rows, and the blocks cover
-        // all `rows` rows.
+        // SAFETY: each block wrote all `dim` elements of each of its rows (every operand the row
+        // loops zip holds `dim`, asserted at entry), and the blocks cover all `rows` rows.
         unsafe { dx.set_len(rows * dim) };
         partials
     } else {

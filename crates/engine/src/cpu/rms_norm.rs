@@ -21,6 +21,9 @@ fn effective_gamma<T: Real>(gamma: &[T], offset: f64) -> Vec<T> {
 
 /// Forward over `x [rows, dim]`; returns `(y, rstd [rows])`.
 pub fn forward<T: Real>(x: &[T], gamma: &[T], offset: f64, rows: usize, dim: usize, eps: f64) -> (Vec<T>, Vec<T>) {
+    // The write loop stops at the shortest operand; this makes "every element written" (which
+    // the uninitialised output relies on) a checked fact. The op validates shapes first.
+    assert!(x.len() == rows * dim && gamma.len() == dim, "rms_norm: x/γ are not rows × dim / [dim]");
     let mut y: Vec<T> = Vec::with_capacity(rows * dim);
     let mut rstd = vec![T::ZERO; rows];
     let g = effective_gamma(gamma, offset);
@@ -40,7 +43,8 @@ pub fn forward<T: Real>(x: &[T], gamma: &[T], offset: f64, rows: usize, dim: usi
                 }
             }
         });
-    // SAFETY: the blocks cover all rows of `x`, and each row's loop writes all `dim` elements.
+    // SAFETY: the blocks cover all rows of `x`, and each row's loop writes all `dim` elements
+    // (every operand it zips holds `dim`, asserted at entry).
     unsafe { y.set_len(rows * dim) };
     (y, rstd)
 }
@@ -77,6 +81,8 @@ pub fn backward<T: Real>(
     need_dx: bool,
     need_dgamma: bool,
 ) -> (Option<Vec<T>>, Option<Vec<T>>) {
+    assert!(x.len() == rows * dim && dy.len() == rows * dim, "rms_norm backward: x/dy are not rows × dim");
+    assert!(gamma.len() == dim && rstd.len() == rows, "rms_norm backward: γ/rstd are not [dim]/[rows]");
     let inv_d = T::from_f64(1.0 / dim as f64);
     let g = effective_gamma(gamma, offset);
     let mut dx: Vec<T> = Vec::with_capacity(if need_dx { rows * dim } else { 0 });
@@ -116,8 +122,8 @@ pub fn backward<T: Real>(
     let partials: Vec<Vec<T>> = if need_dx {
         let out = dx.spare_capacity_mut()[..rows * dim].par_chunks_mut(ROW_BLOCK * dim.max(1));
         let partials = out.enumerate().map(|(b, chunk)| work(b, Some(chunk))).collect();
-        // SAFETY: each block wrote all `dim` elements of each of its rows, and the blocks cover
-        // all `rows` rows.
+        // SAFETY: each block wrote all `dim` elements of each of its rows (every operand the row
+        // loop zips holds `dim`, asserted at entry), and the blocks cover all `rows` rows.
         unsafe { dx.set_len(rows * dim) };
         partials
     } else {

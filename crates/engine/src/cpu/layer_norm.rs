@@ -208,10 +208,7 @@ pub fn backward<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(n: usize, seed: u64) -> Vec<f64> {
-        (0..n).map(|i| ((i as u64 * 2654435761 + seed * 97) % 1000) as f64 / 250.0 - 2.0).collect()
-    }
+    use crate::cpu::test_support::{assert_close, values};
 
     /// The textbook formulas, one row at a time.
     #[allow(clippy::type_complexity)]
@@ -242,25 +239,18 @@ mod tests {
         (y, dx, dg, db)
     }
 
-    fn assert_close(what: &str, got: &[f64], want: &[f64]) {
-        assert_eq!(got.len(), want.len(), "{what} length");
-        for (i, (a, b)) in got.iter().zip(want).enumerate() {
-            assert!((a - b).abs() <= 1e-10 * (1.0 + b.abs()), "{what}[{i}]: {a} vs {b}");
-        }
-    }
-
     #[test]
     fn kernels_match_the_formulas_for_every_option_and_shape() {
         // Widths around the 16-lane chunks, row counts around the 32-row blocks.
         for (rows, dim) in [(1, 1), (3, 7), (33, 16), (65, 33), (40, 100)] {
-            let (x, dy) = (data(rows * dim, 1), data(rows * dim, 2));
-            let (g, b) = (data(dim, 3), data(dim, 4));
+            let (x, dy) = (values(rows * dim, 1), values(rows * dim, 2));
+            let (g, b) = (values(dim, 3), values(dim, 4));
             for (gamma, beta) in
                 [(Some(&g[..]), Some(&b[..])), (Some(&g[..]), None), (None, Some(&b[..])), (None, None)]
             {
                 let (y, mean, rstd) = forward(&x, gamma, beta, rows, dim, 1e-5);
                 let (want_y, want_dx, want_dg, want_db) = reference(&x, &dy, gamma, beta, dim);
-                assert_close("y", &y, &want_y);
+                assert_close("y", &y, &want_y, 1e-10);
                 for need in 0..8u8 {
                     let (ndx, ndg, ndb) = (need & 1 != 0, need & 2 != 0, need & 4 != 0);
                     let got = backward(&dy, &x, gamma, &mean, &rstd, rows, dim, ndx, ndg, ndb);
@@ -268,13 +258,13 @@ mod tests {
                     assert_eq!(got.dgamma.is_some(), ndg);
                     assert_eq!(got.dbeta.is_some(), ndb);
                     if let Some(dx) = got.dx {
-                        assert_close("dx", &dx, &want_dx);
+                        assert_close("dx", &dx, &want_dx, 1e-10);
                     }
                     if let Some(dg) = got.dgamma {
-                        assert_close("dgamma", &dg, &want_dg);
+                        assert_close("dgamma", &dg, &want_dg, 1e-10);
                     }
                     if let Some(db) = got.dbeta {
-                        assert_close("dbeta", &db, &want_db);
+                        assert_close("dbeta", &db, &want_db, 1e-10);
                     }
                 }
             }

@@ -21,3 +21,5 @@ pub mod rms_norm;
 pub mod rope;
 pub mod shape;
 pub mod softmax;
+#[cfg(test)]
+mod test_support;

@@ -314,10 +314,7 @@ mod simd {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(n: usize, seed: u64) -> Vec<f64> {
-        (0..n).map(|i| ((i as f64 + 1.0) * 0.6180339 + seed as f64 * 0.37).sin()).collect()
-    }
+    use crate::cpu::test_support::{assert_close, values};
 
     fn to32(v: &[f64]) -> Vec<f32> {
         v.iter().map(|&x| x as f32).collect()
@@ -336,14 +333,6 @@ mod tests {
 
     fn transpose(a: &[f64], m: usize, k: usize) -> Vec<f64> {
         (0..k * m).map(|i| a[(i % m) * k + i / m]).collect()
-    }
-
-    fn assert_close<T: Real>(name: &str, got: &[T], want: &[f64], tol: f64) {
-        assert_eq!(got.len(), want.len(), "{name}: length");
-        for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            let g = g.to_f64();
-            assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{name}[{i}]: {g} vs {w}");
-        }
     }
 
     /// Shapes around the kernels' row groups (8 and 4), blocks (64, 256) and widths (r < 8

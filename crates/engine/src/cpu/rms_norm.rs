@@ -142,15 +142,12 @@ pub fn backward<T: Real>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(n: usize, seed: u64) -> Vec<f64> {
-        (0..n).map(|i| ((i as u64 * 2654435761 + seed * 97) % 1000) as f64 / 250.0 - 2.0).collect()
-    }
+    use crate::cpu::test_support::{assert_close, values};
 
     #[test]
     fn kernels_match_the_formulas_for_every_option_and_shape() {
         for (rows, dim) in [(1, 1), (3, 7), (33, 16), (65, 33), (40, 100)] {
-            let (x, dy, g) = (data(rows * dim, 1), data(rows * dim, 2), data(dim, 3));
+            let (x, dy, g) = (values(rows * dim, 1), values(rows * dim, 2), values(dim, 3));
             for offset in [0.0, 1.0] {
                 let (mut want_y, mut want_dx, mut want_dg) = (vec![], vec![], vec![0.0; dim]);
                 for (xr, gr) in x.chunks(dim).zip(dy.chunks(dim)) {
@@ -164,21 +161,15 @@ mod tests {
                     }
                 }
                 let (y, rstd) = forward(&x, &g, offset, rows, dim, 1e-6);
-                let close = |what: &str, got: &[f64], want: &[f64]| {
-                    assert_eq!(got.len(), want.len(), "{what} length");
-                    for (i, (a, b)) in got.iter().zip(want).enumerate() {
-                        assert!((a - b).abs() <= 1e-10 * (1.0 + b.abs()), "{what}[{i}]: {a} vs {b}");
-                    }
-                };
-                close("y", &y, &want_y);
+                assert_close("y", &y, &want_y, 1e-10);
                 for (ndx, ndg) in [(true, true), (true, false), (false, true), (false, false)] {
                     let (dx, dg) = backward(&dy, &x, &g, offset, &rstd, rows, dim, ndx, ndg);
                     assert_eq!((dx.is_some(), dg.is_some()), (ndx, ndg));
                     if let Some(dx) = dx {
-                        close("dx", &dx, &want_dx);
+                        assert_close("dx", &dx, &want_dx, 1e-10);
                     }
                     if let Some(dg) = dg {
-                        close("dgamma", &dg, &want_dg);
+                        assert_close("dgamma", &dg, &want_dg, 1e-10);
                     }
                 }
             }

@@ -30,7 +30,8 @@ pub fn forward<T: Real>(
     let mut y: Vec<T> = Vec::with_capacity(rows * dim);
     let mut mean = vec![T::ZERO; rows];
     let mut rstd = vec![T::ZERO; rows];
-    let (ones, zeros) = (vec![T::ONE; dim], vec![T::ZERO; dim]);
+    let ones = vec![T::ONE; if gamma.is_some() { 0 } else { dim }];
+    let zeros = vec![T::ZERO; if beta.is_some() { 0 } else { dim }];
     let (g, b) = (gamma.unwrap_or(&ones), beta.unwrap_or(&zeros));
     let inv_d = T::from_f64(1.0 / dim as f64);
     let eps = T::from_f64(eps);

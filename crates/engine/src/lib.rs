@@ -25,6 +25,7 @@ pub mod cpu;
 mod device;
 mod dtype;
 mod error;
+pub mod fpmode;
 pub mod gradcheck;
 pub mod ops;
 pub mod optim;

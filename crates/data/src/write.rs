@@ -210,7 +210,7 @@ fn alpaca(m: &mut Map<String, Value>, messages: &[Message]) -> std::result::Resu
         m.insert("system".into(), Value::String(first.content.clone()));
         rest = &rest[1..];
     }
-    if rest.len() < 2 || rest.len() % 2 != 0 {
+    if rest.len() < 2 || !rest.len().is_multiple_of(2) {
         return Err("Alpaca needs alternating user/assistant turns ending with the assistant".into());
     }
     let mut history = Vec::new();

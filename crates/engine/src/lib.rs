@@ -30,6 +30,7 @@ pub mod gradcheck;
 pub mod ops;
 pub mod optim;
 mod param;
+pub mod precision;
 pub mod profile;
 pub mod rng;
 mod storage;

@@ -5,17 +5,19 @@ use std::marker::PhantomData;
 
 use rayon::prelude::*;
 
-use crate::dtype::Real;
+use super::bf16;
+use crate::dtype::{DType, Real};
+use crate::precision::{self, bf16_kernel, Precision};
 use crate::threads;
 
 /// A read-only strided matrix view: element (i, j) is at `ptr + i*rs + j*cs`.
 #[derive(Clone, Copy)]
 pub struct MatRef<'a, T> {
-    ptr: *const T,
-    rows: usize,
-    cols: usize,
-    rs: isize,
-    cs: isize,
+    pub(crate) ptr: *const T,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) rs: isize,
+    pub(crate) cs: isize,
     _life: PhantomData<&'a T>,
 }
 
@@ -50,6 +52,14 @@ impl<'a, T: Real> MatRef<'a, T> {
         MatRef { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
     }
 
+    /// Element `(i, j)`; `i < rows` and `j < cols` (checked in debug builds).
+    #[inline(always)]
+    pub fn at(self, i: usize, j: usize) -> T {
+        debug_assert!(i < self.rows && j < self.cols);
+        // SAFETY: inside the view's extent, checked at construction.
+        unsafe { *self.ptr.offset(i as isize * self.rs + j as isize * self.cs) }
+    }
+
     /// Rows `[start, start + len)` (no copy).
     fn row_block(self, start: usize, len: usize) -> Self {
         debug_assert!(start + len <= self.rows);
@@ -66,11 +76,11 @@ unsafe impl<T: Sync> Send for MatRef<'_, T> {}
 
 /// A mutable strided matrix view.
 pub struct MatMut<'a, T> {
-    ptr: *mut T,
-    rows: usize,
-    cols: usize,
-    rs: isize,
-    cs: isize,
+    pub(crate) ptr: *mut T,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) rs: isize,
+    pub(crate) cs: isize,
     _life: PhantomData<&'a mut T>,
 }
 
@@ -125,6 +135,18 @@ impl<T> SendPtr<T> {
 pub fn matmul<T: Real>(dst: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, alpha: T, accumulate: bool) {
     let (m, n, k) = (a.rows, b.cols, a.cols);
     let par = threads::gemm_parallelism(m, n, k);
+    if bf16_products::<T>() {
+        let parallel = matches!(par, gemm::Parallelism::Rayon(_));
+        return bf16::matmul(
+            as_f32_mut(dst),
+            as_f32(a),
+            as_f32(b),
+            alpha.to_f32(),
+            accumulate,
+            bf16_kernel(),
+            parallel,
+        );
+    }
     let threads = threads::num_threads();
     if matches!(par, gemm::Parallelism::Rayon(_)) && m < 32 && n >= 64 * threads {
         // Few output rows, many columns: compute the transpose (dstᵀ = bᵀ·aᵀ) so the row split
@@ -162,7 +184,7 @@ pub fn matmul<T: Real>(dst: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, a
 /// attention tiles from interleaved heads) measured 10–25% slower on Zen 4 than from a copy
 /// whose rows are contiguous or padded; at other strides the copies did not pay.
 pub fn stride_aliases<T>(stride: usize) -> bool {
-    stride > 0 && (stride * std::mem::size_of::<T>()) % 2048 == 0
+    stride > 0 && (stride * std::mem::size_of::<T>()).is_multiple_of(2048)
 }
 
 /// `alpha·(a × b)` as a new row-major `a.rows × b.cols` vector. The GEMM writes every element
@@ -185,7 +207,42 @@ pub fn matmul_new<T: Real>(a: MatRef<'_, T>, b: MatRef<'_, T>, alpha: T) -> Vec<
 
 /// Like [`matmul`] but always on the calling thread (for use inside parallel loops).
 pub fn matmul_serial<T: Real>(dst: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_, T>, alpha: T, accumulate: bool) {
+    if bf16_products::<T>() {
+        return bf16::matmul(as_f32_mut(dst), as_f32(a), as_f32(b), alpha.to_f32(), accumulate, bf16_kernel(), false);
+    }
     matmul_with(dst, a, b, alpha, accumulate, gemm::Parallelism::None)
+}
+
+/// Whether products of `T` run in bf16 now: f32 products under [`Precision::Bf16`] (f64
+/// products, as gradient checks use, never do).
+#[inline]
+fn bf16_products<T: Real>() -> bool {
+    T::DTYPE == DType::F32 && precision::current() == Precision::Bf16
+}
+
+/// The same view typed as f32; only called where `T` is f32.
+fn as_f32<T: Real>(m: MatRef<'_, T>) -> MatRef<'_, f32> {
+    assert_eq!(T::DTYPE, DType::F32);
+    MatRef { ptr: m.ptr.cast(), rows: m.rows, cols: m.cols, rs: m.rs, cs: m.cs, _life: PhantomData }
+}
+
+/// The same mutable view typed as f32; only called where `T` is f32.
+fn as_f32_mut<T: Real>(m: MatMut<'_, T>) -> MatMut<'_, f32> {
+    assert_eq!(T::DTYPE, DType::F32);
+    MatMut { ptr: m.ptr.cast(), rows: m.rows, cols: m.cols, rs: m.rs, cs: m.cs, _life: PhantomData }
+}
+
+/// The f32 GEMM without the bf16 routing or the shape-based thread split: the fallback bf16
+/// kernel multiplies its rounded copies with it.
+pub(crate) fn gemm_f32(
+    dst: MatMut<'_, f32>,
+    a: MatRef<'_, f32>,
+    b: MatRef<'_, f32>,
+    alpha: f32,
+    accumulate: bool,
+    par: gemm::Parallelism,
+) {
+    matmul_with(dst, a, b, alpha, accumulate, par)
 }
 
 fn matmul_with<T: Real>(

@@ -98,7 +98,7 @@ impl RopeTables {
         dtype: DType,
         device: Device,
     ) -> Result<RopeTables> {
-        if rot_dim % 2 != 0 || rot_dim == 0 {
+        if !rot_dim.is_multiple_of(2) || rot_dim == 0 {
             return Err(EngineError::invalid("rope", format!("rotary dimension {rot_dim} must be even and positive")));
         }
         let seq_len = positions.iter().copied().max().map_or(0, |m| m as usize + 1);

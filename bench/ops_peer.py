@@ -2,7 +2,10 @@
 """PyTorch side of `cargo run --release -p bench -- ops`: times forward+backward of the same ops,
 on the same shapes and thread count, and prints one JSON object {case_name: median_ms}.
 
-  python3 bench/ops_peer.py CASES.json --threads 2
+  python3 bench/ops_peer.py CASES.json --threads 2 [--precision fp32|bf16]
+
+With --precision bf16 each forward runs under torch.autocast("cpu", dtype=torch.bfloat16), as a
+CPU user of bf16 mixed precision runs it.
 
 CASES.json is written by the Rust bench: a list of {name, op, ...shape fields}.
 """
@@ -24,7 +27,17 @@ def timeit(fn, min_time=0.6, warmup=3, max_iters=200):
     return times[len(times) // 2] * 1e3
 
 
-def case_fn(c):
+def case_fn(c, precision="fp32"):
+    fn = case_body(c)
+    if precision != "bf16":
+        return fn
+    def autocast():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fn()
+    return autocast
+
+
+def case_body(c):
     g = torch.Generator().manual_seed(0)
     rn = lambda *s, grad=True: torch.randn(*s, generator=g).requires_grad_(grad)
     op = c["op"]
@@ -67,7 +80,8 @@ def case_fn(c):
             x.grad = None; gm.grad = None
         return f
     if op == "cross_entropy":
-        h, w = rn(c["n"], c["d"]), rn(c["v"], c["d"])
+        h = (torch.randn(c["n"], c["d"], generator=g) * c.get("h_scale", 1.0)).requires_grad_(True)
+        w = rn(c["v"], c["d"])
         y = torch.randint(0, c["v"], (c["n"],), generator=g)
         def f():
             loss = F.cross_entropy(F.linear(h, w), y)
@@ -81,10 +95,11 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("cases")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cases = json.load(open(a.cases))
     out = {"torch": torch.__version__}
     for c in cases:
-        out[c["name"]] = timeit(case_fn(c))
+        out[c["name"]] = timeit(case_fn(c, a.precision))
     print(json.dumps(out))

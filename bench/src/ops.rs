@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use tunesmith_engine::gradcheck::randn;
 use tunesmith_engine::ops::{AttentionSpec, CrossEntropySpec, LoraSpec};
+use tunesmith_engine::precision::Precision;
 use tunesmith_engine::{DType, Grads, Graph, Tensor, Var};
 
 use crate::{peer, table, timing};
@@ -31,6 +32,10 @@ pub struct Args {
     /// alternation exposes both sides to the same drift).
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// Matrix-product precision of both sides: fp32, or bf16 (ours: bf16 products with f32
+    /// sums; PyTorch: torch.autocast on the CPU with bfloat16).
+    #[arg(long, default_value = "fp32", value_parser = ["fp32", "bf16"])]
+    precision: String,
 }
 
 struct Case {
@@ -64,6 +69,13 @@ fn cases() -> Vec<Case> {
     add("rms_norm", "4096×768".into(), json!({"op":"rms_norm","n":4096,"d":768}));
     add("cross_entropy (fused)", "N1024 d512 V8192".into(), json!({"op":"cross_entropy","n":1024,"d":512,"v":8192}));
     add("cross_entropy (fused)", "N1024 d512 V32000".into(), json!({"op":"cross_entropy","n":1024,"d":512,"v":32000}));
+    // Hidden states twice as large: logits of std ≈ 45, a peaked softmax whose small
+    // probabilities are mostly subnormal in f32 (the denormal case of Intel cores).
+    add(
+        "cross_entropy peaked",
+        "N1024 d512 V32000, h×2".into(),
+        json!({"op":"cross_entropy","n":1024,"d":512,"v":32000,"h_scale":2.0}),
+    );
     v
 }
 
@@ -142,7 +154,11 @@ fn ours(spec: &serde_json::Value) -> Box<dyn FnMut()> {
         }
         "cross_entropy" => {
             let (n, d, v) = (u("n"), u("d"), u("v"));
-            let (h, w) = (f32(&[n, d], 1), f32(&[v, d], 2));
+            let h_scale = spec["h_scale"].as_f64().unwrap_or(1.0) as f32;
+            let h = f32(&[n, d], 1);
+            let h = Tensor::from_vec(h.to_vec::<f32>().unwrap().into_iter().map(|x| x * h_scale).collect(), &[n, d])
+                .unwrap();
+            let w = f32(&[v, d], 2);
             let labels = Tensor::from_vec((0..n).map(|i| ((i * 7919) % v) as i64).collect::<Vec<i64>>(), &[n]).unwrap();
             Box::new(move || {
                 let g = Graph::train(0);
@@ -159,6 +175,8 @@ fn ours(spec: &serde_json::Value) -> Box<dyn FnMut()> {
 /// Runs the suite and prints the table.
 pub fn run(args: Args) -> Result<()> {
     let threads = tunesmith_engine::threads::init(args.threads);
+    let precision = Precision::parse(&args.precision).context("--precision")?;
+    tunesmith_engine::precision::set(precision);
     let min_time = Duration::from_secs_f64(args.min_time);
     let cases: Vec<Case> =
         cases().into_iter().filter(|c| args.only.as_ref().is_none_or(|o| c.name.contains(o.as_str()))).collect();
@@ -176,7 +194,7 @@ pub fn run(args: Args) -> Result<()> {
             *best = best.min(ms);
         }
         if let Some(peer) = peer_ms.as_mut() {
-            let out = run_peer(&cases, threads)?;
+            let out = run_peer(&cases, threads, precision)?;
             torch = out["torch"].as_str().unwrap_or_default().to_string();
             for (i, best) in peer.iter_mut().enumerate() {
                 let ms = out[format!("case{i}")]
@@ -203,13 +221,20 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         String::new()
     };
-    println!("\nops, forward+backward, {threads} threads{rounds}, {} (PyTorch {torch})\n", timing::cpu_model());
+    let precision = match precision {
+        Precision::Bf16 => format!("bf16 (our kernel: {})", tunesmith_engine::precision::bf16_kernel().name()),
+        Precision::Fp32 => "fp32".into(),
+    };
+    println!(
+        "\nops, forward+backward, {threads} threads, {precision}{rounds}, {} (PyTorch {torch})\n",
+        timing::cpu_model()
+    );
     println!("{}", table::markdown(&["op", "shape", "tunesmith ms", "PyTorch ms", "ratio (PyTorch/tunesmith)"], &rows));
     Ok(())
 }
 
 /// Times every case once in bench/ops_peer.py; returns its JSON (`caseN` medians, `torch`).
-fn run_peer(cases: &[Case], threads: usize) -> Result<serde_json::Value> {
+fn run_peer(cases: &[Case], threads: usize, precision: Precision) -> Result<serde_json::Value> {
     let specs: Vec<serde_json::Value> = cases
         .iter()
         .enumerate()
@@ -222,7 +247,14 @@ fn run_peer(cases: &[Case], threads: usize) -> Result<serde_json::Value> {
     let path = std::env::temp_dir().join(format!("tunesmith-ops-{}.json", std::process::id()));
     std::fs::write(&path, serde_json::to_string(&specs)?)?;
     let script = peer::repo_root().join("bench/ops_peer.py");
-    let out = peer::run_python(&script, &[path.display().to_string(), "--threads".into(), threads.to_string()])
+    let args = [
+        path.display().to_string(),
+        "--threads".into(),
+        threads.to_string(),
+        "--precision".into(),
+        precision.name().into(),
+    ];
+    let out = peer::run_python(&script, &args)
         .context("running the PyTorch side (see bench/README.md to set up its venv)")?;
     let _ = std::fs::remove_file(&path);
     peer::last_json(&out)

@@ -23,6 +23,10 @@ pub struct TrainArgs {
     /// Continue the run from its latest checkpoint in output.dir.
     #[arg(long)]
     resume: bool,
+    /// Matrix-product precision, `fp32` or `bf16` (mixed precision); the same as
+    /// `--set train.precision=...`.
+    #[arg(long, value_name = "fp32|bf16")]
+    precision: Option<String>,
 }
 
 /// Options of `tunesmith init`.
@@ -146,7 +150,11 @@ fn show(metrics: &Option<Map<String, Value>>) -> String {
 
 /// Runs `tunesmith train`.
 pub fn run(a: TrainArgs) -> Result<()> {
-    let cfg = RunConfig::load(&a.config, &a.overrides).map_err(train_error)?;
+    let mut overrides = a.overrides.clone();
+    if let Some(p) = &a.precision {
+        overrides.push(format!("train.precision={p:?}"));
+    }
+    let cfg = RunConfig::load(&a.config, &overrides).map_err(train_error)?;
     eprintln!("tunesmith: loading {} ...", cfg.model.path);
     let trainer = Trainer::new(cfg, a.resume).map_err(train_error)?;
     if a.resume {

@@ -359,3 +359,33 @@ fn padding_free_batches_train_like_padded_ones() {
     let dropped = run(true, "0.3");
     assert!((dropped[0].1 - free[0].1).abs() > 1e-3, "dropout 0.3 changed nothing: {dropped:?} vs {free:?}");
 }
+
+/// `--precision bf16` trains with bf16 products: the manifest records the precision and the
+/// kernel, the losses follow the fp32 run's within bf16's rounding (2e-2 relative) without
+/// being identical, and a value other than fp32/bf16 is refused with the key.
+#[test]
+fn bf16_mixed_precision_trains_like_fp32() {
+    let Some(model) = fetched_minilm() else { return };
+    let run = |precision: &str| -> (Vec<(u64, f64)>, serde_json::Value) {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path(), &model, "");
+        let o = tunesmith(&["train", p(&cfg), "--precision", precision, "--set", "output.save_checkpoints=false"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let manifest = serde_json::from_slice(&read(&tmp.path().join("run/manifest.json"))).unwrap();
+        (train_losses(&tmp.path().join("run")), manifest)
+    };
+    let (fp32, m32) = run("fp32");
+    let (bf16, m16) = run("bf16");
+    assert_eq!(m32["precision"]["products"], "fp32");
+    assert_eq!(m16["precision"]["products"], "bf16");
+    assert_eq!(m16["config"]["train"]["precision"], "bf16");
+    let kernel = m16["precision"]["kernel"].as_str().unwrap_or_default().to_string();
+    assert!(["amx", "avx512", "fallback"].contains(&kernel.as_str()), "kernel {kernel}");
+    assert_eq!(fp32.len(), bf16.len());
+    let worst = fp32.iter().zip(&bf16).map(|((_, a), (_, b))| (a - b).abs() / a.abs()).fold(0.0f64, f64::max);
+    assert!(worst < 2e-2, "bf16 losses differ from fp32 by {worst:e}: {fp32:?} vs {bf16:?}");
+    assert!(worst > 0.0, "bf16 losses equal fp32's: products were not rounded");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), &model, "");
+    refused(&tunesmith(&["train", p(&cfg), "--precision", "fp16"]), &["train.precision", "bf16"]);
+}

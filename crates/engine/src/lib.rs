@@ -32,6 +32,7 @@ pub mod optim;
 mod param;
 pub mod precision;
 pub mod profile;
+pub mod quant;
 pub mod rng;
 mod storage;
 mod tensor;

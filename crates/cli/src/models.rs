@@ -39,7 +39,7 @@ pub struct SamplingArgs {
 /// Options of `tunesmith generate`.
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
-    /// The base model: a folder, a Hub id or a llama2.c checkpoint.
+    /// The base model: a folder, a Hub id, a GGUF file or a llama2.c checkpoint.
     #[arg(long)]
     model: String,
     /// A PEFT/tunesmith LoRA adapter folder to apply.
@@ -58,7 +58,7 @@ pub struct GenerateArgs {
 /// Options of `tunesmith chat`.
 #[derive(Args, Debug)]
 pub struct ChatArgs {
-    /// The base model: a folder or a Hub id.
+    /// The base model: a folder, a Hub id, a GGUF file or a llama2.c checkpoint.
     #[arg(long)]
     model: String,
     /// A LoRA adapter folder to apply.
@@ -158,7 +158,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
 /// Options of `tunesmith merge`.
 #[derive(Args, Debug)]
 pub struct MergeArgs {
-    /// The base model (folder or Hub id).
+    /// The base model (folder, Hub id or GGUF file).
     #[arg(long)]
     model: String,
     /// The LoRA adapter folder.

@@ -50,7 +50,7 @@ pub struct FetchArgs {
 /// Options of `tunesmith eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// The model (folder, Hub id, or a run's final/model).
+    /// The model (folder, Hub id, GGUF file, or a run's final/model).
     #[arg(long)]
     model: String,
     /// A LoRA adapter to apply.

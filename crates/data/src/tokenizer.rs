@@ -127,12 +127,8 @@ impl Tokenizer {
     /// Loads `tokenizer.json` (+ `tokenizer_config.json` when present) from a model folder.
     pub fn from_dir(dir: &Path) -> Result<Tokenizer> {
         let path = dir.join("tokenizer.json");
-        let mut inner = tokenizers::Tokenizer::from_file(&path)
+        let inner = tokenizers::Tokenizer::from_file(&path)
             .map_err(|e| DataError::Tokenizer { path: path.clone(), why: e.to_string() })?;
-        // Padding and truncation saved in tokenizer.json are call-time choices in transformers
-        // (its fast tokenizers reset them on every call); here the data pipeline makes them.
-        inner.with_padding(None);
-        inner.with_truncation(None).map_err(|e| DataError::Tokenizer { path: path.clone(), why: e.to_string() })?;
         let cfg_path = dir.join("tokenizer_config.json");
         let cfg: Value = if cfg_path.exists() {
             let text = std::fs::read_to_string(&cfg_path).map_err(|e| DataError::io(&cfg_path, e))?;
@@ -140,7 +136,34 @@ impl Tokenizer {
         } else {
             Value::Null
         };
-        apply_tokenizer_class(&mut inner, &cfg).map_err(|why| DataError::Tokenizer { path: path.clone(), why })?;
+        let jinja = dir.join("chat_template.jinja");
+        let jinja = jinja.exists().then(|| std::fs::read_to_string(&jinja).ok()).flatten();
+        Self::from_parts(inner, &cfg, jinja, path)
+    }
+
+    /// A tokenizer from the contents of a `tokenizer.json` and a `tokenizer_config.json`
+    /// (special tokens, `chat_template`) built in memory, as for a GGUF file's tokenizer;
+    /// `source` names it in errors.
+    pub fn from_json(tokenizer: Value, config: Value, source: &Path) -> Result<Tokenizer> {
+        let path = source.to_path_buf();
+        let inner: tokenizers::Tokenizer = tokenizer
+            .to_string()
+            .parse()
+            .map_err(|e: tokenizers::Error| DataError::Tokenizer { path: path.clone(), why: e.to_string() })?;
+        Self::from_parts(inner, &config, None, path)
+    }
+
+    fn from_parts(
+        mut inner: tokenizers::Tokenizer,
+        cfg: &Value,
+        jinja: Option<String>,
+        path: PathBuf,
+    ) -> Result<Tokenizer> {
+        // Padding and truncation saved in tokenizer.json are call-time choices in transformers
+        // (its fast tokenizers reset them on every call); here the data pipeline makes them.
+        inner.with_padding(None);
+        inner.with_truncation(None).map_err(|e| DataError::Tokenizer { path: path.clone(), why: e.to_string() })?;
+        apply_tokenizer_class(&mut inner, cfg).map_err(|why| DataError::Tokenizer { path: path.clone(), why })?;
         let lookup = |key: &str| -> Option<(String, u32)> {
             let s = token_content(cfg.get(key)?)?;
             let id = inner.token_to_id(&s)?;
@@ -158,10 +181,7 @@ impl Tokenizer {
                 .iter()
                 .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
                 .and_then(|t| t.get("template").and_then(|s| s.as_str()).map(String::from)),
-            _ => {
-                let jinja = dir.join("chat_template.jinja");
-                jinja.exists().then(|| std::fs::read_to_string(&jinja).ok()).flatten()
-            }
+            _ => jinja,
         };
         Ok(Tokenizer::Hf { inner: Box::new(inner), special, chat_template, path })
     }

@@ -10,6 +10,7 @@ pub mod config;
 mod contrastive;
 mod error;
 pub mod generate;
+pub mod gguf;
 pub mod gpt2;
 pub mod hub;
 pub mod io;

@@ -35,7 +35,9 @@ pub struct Llama2cHeader {
     pub shared_classifier: bool,
 }
 
-fn permute_rotary(w: &[f32], n_heads: usize, rows: usize, cols: usize) -> Vec<f32> {
+/// Rows of each head of a q/k projection from the interleaved rotary layout (llama.c, llama.cpp:
+/// pairs 2i, 2i+1) to the rotate-half layout of Hugging Face (i, i + head/2).
+pub(crate) fn permute_rotary(w: &[f32], n_heads: usize, rows: usize, cols: usize) -> Vec<f32> {
     let head = rows / n_heads;
     let half = head / 2;
     let mut out = vec![0.0f32; w.len()];
@@ -71,7 +73,7 @@ pub fn load(path: &Path) -> Result<(Model, LoadReport, Llama2cHeader)> {
         shared_classifier: h[5] > 0,
     };
     let (d, hd_all, l) = (hdr.dim, hdr.hidden_dim, hdr.n_layers);
-    if d % hdr.n_heads != 0 || hdr.n_heads % hdr.n_kv_heads != 0 {
+    if d % hdr.n_heads != 0 || !hdr.n_heads.is_multiple_of(hdr.n_kv_heads) {
         return Err(ModelError::format(
             path,
             format!("dim {d} / heads {} / kv heads {} do not divide", hdr.n_heads, hdr.n_kv_heads),

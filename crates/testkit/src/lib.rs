@@ -37,3 +37,27 @@ pub fn run_log(run_dir: &std::path::Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
         .collect()
 }
+
+/// A real GGUF model the tests use, when fetched: `smollm2` (SmolLM2-135M-Instruct Q4_1) or
+/// `gemma3` (Gemma 3 270M Q4_K_M), from `$TUNESMITH_SMOLLM2_GGUF` / `$TUNESMITH_GEMMA3_GGUF` or
+/// the cache that `scripts/fetch-test-models.sh NAME` fills; otherwise prints why the calling
+/// test is skipped and returns None.
+pub fn fetched_gguf(name: &str) -> Option<PathBuf> {
+    let (var, file) = match name {
+        "smollm2" => ("TUNESMITH_SMOLLM2_GGUF", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+        "gemma3" => ("TUNESMITH_GEMMA3_GGUF", "gemma-3-270m-q4_k_m.gguf"),
+        other => panic!("no test model named {other}"),
+    };
+    let path = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("TUNESMITH_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tunesmith"));
+        cache.join("models").join(file)
+    });
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!("SKIPPED: no {file} at {} (run scripts/fetch-test-models.sh {name})", path.display());
+        None
+    }
+}

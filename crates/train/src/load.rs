@@ -1,10 +1,11 @@
 //! Loading a base model and its tokenizer from what a config or command names: a Hugging Face
-//! folder, a Hub id, or a llama2.c checkpoint (`model.bin` with its `tok*.bin` beside it).
+//! folder, a Hub id, a GGUF file (llama.cpp's format, quantized or not), or a llama2.c checkpoint
+//! (`model.bin` with its `tok*.bin` beside it).
 
 use std::path::{Path, PathBuf};
 
 use tunesmith_data::tokenizer::Tokenizer;
-use tunesmith_models::{llama2c, LoadOptions, Model, Task};
+use tunesmith_models::{gguf, llama2c, LoadOptions, Model, Task};
 
 use crate::error::{Result, TrainError};
 
@@ -68,11 +69,34 @@ pub fn load_base(reference: &str, task: Task, labels: Option<Vec<String>>, seed:
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         return Ok(Base { model, tokenizer, dir });
     }
-    let dir = tunesmith_models::hub::resolve_model(reference)?;
-    let tokenizer = Tokenizer::from_dir(&dir)?;
     let mut opts = LoadOptions::new(task);
     opts.labels = labels;
     opts.seed = seed;
+    if gguf::is_gguf_reference(reference) {
+        let file = gguf::GgufFile::open(Path::new(reference))?;
+        let dir = gguf::companion_dir(&file)?;
+        let tokenizer = Tokenizer::from_dir(&dir)?;
+        let (model, _) = gguf::load::load_file(&file, &opts)?;
+        return Ok(Base { model, tokenizer, dir });
+    }
+    let dir = tunesmith_models::hub::resolve_model(reference)?;
+    let tokenizer = Tokenizer::from_dir(&dir)?;
     let (model, _) = Model::load(&dir, &opts)?;
     Ok(Base { model, tokenizer, dir })
+}
+
+/// The tokenizer of a model reference and the folder its tokenizer files, chat template and
+/// config come from (for a GGUF file, its companion folder), without loading the weights
+/// where that can be avoided.
+pub fn load_tokenizer(reference: &str, seed: u64) -> Result<(Tokenizer, PathBuf)> {
+    if is_llama2c(reference) {
+        let base = load_base(reference, Task::CausalLm, None, seed)?;
+        return Ok((base.tokenizer, base.dir));
+    }
+    if gguf::is_gguf_reference(reference) {
+        let dir = gguf::companion_dir(&gguf::GgufFile::open(Path::new(reference))?)?;
+        return Ok((Tokenizer::from_dir(&dir)?, dir));
+    }
+    let dir = tunesmith_models::hub::resolve_model(reference)?;
+    Ok((Tokenizer::from_dir(&dir)?, dir))
 }

@@ -10,7 +10,6 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 use tunesmith_data::batch::{HostBatch, Loader, LoaderOptions, Position};
 use tunesmith_data::encode::Target;
-use tunesmith_data::tokenizer::Tokenizer;
 use tunesmith_engine::optim::{clip_grad_norm, AdamW, Optimizer, Sgd};
 use tunesmith_engine::precision::{self, Precision};
 use tunesmith_engine::{Grads, Graph, Tensor};
@@ -235,13 +234,7 @@ impl Trainer {
         tunesmith_engine::precision::set(Precision::parse(&cfg.train.precision).unwrap_or_default());
         let dir = cfg.output.dir.clone();
         // The tokenizer is needed before the model (the label map comes from the data).
-        let (tokenizer, model_dir) = if load::is_llama2c(&cfg.model.path) {
-            let base = load::load_base(&cfg.model.path, Task::CausalLm, None, cfg.train.seed)?;
-            (base.tokenizer, base.dir)
-        } else {
-            let dir = tunesmith_models::hub::resolve_model(&cfg.model.path)?;
-            (Tokenizer::from_dir(&dir)?, dir)
-        };
+        let (tokenizer, model_dir) = load::load_tokenizer(&cfg.model.path, cfg.train.seed)?;
         let data = prepare(&cfg, &tokenizer, &model_dir)?;
         let labels = match cfg.task.kind {
             TaskKind::Classification | TaskKind::TokenClassification => Some(data.labels.clone()),

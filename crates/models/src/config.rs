@@ -67,6 +67,18 @@ pub struct ModelConfig {
     pub qk_norm: bool,
     /// Sliding-window length per layer (None = full attention).
     pub sliding_window: Vec<Option<usize>>,
+    /// Added to every RMSNorm weight (Gemma scales by 1 + γ; 0 elsewhere).
+    pub norm_offset: f64,
+    /// Multiplier of the token embeddings (Gemma: √hidden_size).
+    pub embed_scale: Option<f64>,
+    /// Gemma's "sandwich" norms: attention and MLP outputs are normed before the residual add
+    /// (`post_attention_layernorm`, `post_feedforward_layernorm`), and the MLP's input norm is
+    /// `pre_feedforward_layernorm`.
+    pub sandwich_norms: bool,
+    /// Attention score scale when it is not 1/√head_dim (Gemma: query_pre_attn_scalar^-½).
+    pub attn_scale: Option<f64>,
+    /// RoPE base of the sliding-window layers when it differs from `rope_theta` (Gemma 3).
+    pub rope_local_theta: Option<f64>,
     /// Segment (token type) vocabulary of BERT-style models.
     pub type_vocab_size: usize,
     /// Offset added to position ids (RoBERTa: padding_idx + 1).
@@ -269,13 +281,15 @@ impl ModelConfig {
             _ => Vec::new(),
         };
         let family = match model_type.as_str() {
-            "llama" | "mistral" | "qwen2" | "qwen3" | "smollm" | "smollm3" => Family::Llama,
+            "llama" | "mistral" | "qwen2" | "qwen3" | "smollm" | "smollm3" | "gemma3_text" => Family::Llama,
             "gpt2" => Family::Gpt2,
             "bert" | "roberta" | "xlm-roberta" => Family::Bert,
             other => {
                 return Err(r.err(
                     "model_type",
-                    format!("'{other}' is not supported; supported: llama, mistral, qwen2, qwen3, gpt2, bert, roberta"),
+                    format!(
+                        "'{other}' is not supported; supported: llama, mistral, qwen2, qwen3, gemma3_text, gpt2, bert, roberta"
+                    ),
                 ))
             }
         };
@@ -306,6 +320,11 @@ impl ModelConfig {
                 mlp_bias: false,
                 qk_norm: false,
                 sliding_window: Vec::new(),
+                norm_offset: 0.0,
+                embed_scale: None,
+                sandwich_norms: false,
+                attn_scale: None,
+                rope_local_theta: None,
                 type_vocab_size: 0,
                 position_offset: 0,
                 hidden_dropout: 0.0,
@@ -346,6 +365,9 @@ impl ModelConfig {
                 c.qk_norm = model_type == "qwen3";
                 c.attention_dropout = r.f64_opt("attention_dropout")?.unwrap_or(0.0) as f32;
                 c.sliding_window = sliding_windows(&r, &model_type, c.num_layers)?;
+                if model_type == "gemma3_text" {
+                    gemma3(&r, &mut c)?;
+                }
                 if c.num_kv_heads == 0 || c.num_heads % c.num_kv_heads != 0 {
                     return Err(r.err(
                         "num_key_value_heads",
@@ -456,6 +478,52 @@ fn sliding_windows(r: &Reader<'_>, model_type: &str, layers: usize) -> Result<Ve
         return Ok((0..layers).map(|i| if i >= from { window } else { None }).collect());
     }
     Ok(vec![window; layers])
+}
+
+/// Gemma 3's departures from Llama: (1 + γ) norms on the input, the attention and MLP outputs
+/// and q/k, √d embedding scale, query_pre_attn_scalar, a GELU-tanh gated MLP, and sliding
+/// layers (all but every `sliding_window_pattern`-th, or as `layer_types` says) with their own
+/// RoPE base. Soft-capping of logits, which Gemma 2 uses, is refused rather than ignored.
+fn gemma3(r: &Reader<'_>, c: &mut ModelConfig) -> Result<()> {
+    for key in ["attn_logit_softcapping", "final_logit_softcapping"] {
+        if r.f64_opt(key)?.is_some() {
+            return Err(r.err(key, "soft-capping is not supported yet; set it to null"));
+        }
+    }
+    c.norm_offset = 1.0;
+    c.embed_scale = Some((c.hidden_size as f64).sqrt());
+    c.sandwich_norms = true;
+    c.qk_norm = true;
+    c.hidden_act = r.activation("hidden_activation", "gelu_pytorch_tanh")?;
+    c.tie_word_embeddings = r.bool_opt("tie_word_embeddings")?.unwrap_or(true);
+    c.attn_scale = Some(r.f64_opt("query_pre_attn_scalar")?.unwrap_or(256.0).powf(-0.5));
+    // transformers 5 spells the two RoPE bases as rope_parameters.{full,sliding}_attention.
+    let nested = |kind: &str| {
+        r.map.get("rope_parameters").and_then(|p| p.get(kind)).and_then(|p| p.get("rope_theta")).and_then(Value::as_f64)
+    };
+    if let Some(theta) = nested("full_attention") {
+        c.rope_theta = theta;
+        let full = r.map.get("rope_parameters").and_then(|p| p.get("full_attention"));
+        if let Some(factor) = full
+            .filter(|p| p.get("rope_type").and_then(Value::as_str) == Some("linear"))
+            .and_then(|p| p.get("factor"))
+            .and_then(Value::as_f64)
+        {
+            c.rope_scaling = RopeScaling::Linear { factor };
+        }
+    }
+    c.rope_local_theta = Some(nested("sliding_attention").or(r.f64_opt("rope_local_base_freq")?).unwrap_or(10_000.0));
+    let window = r.usize_opt("sliding_window")?.unwrap_or(512);
+    c.sliding_window = match r.map.get("layer_types") {
+        Some(Value::Array(types)) => (0..c.num_layers)
+            .map(|i| (types.get(i).and_then(Value::as_str) == Some("sliding_attention")).then_some(window))
+            .collect(),
+        _ => {
+            let pattern = r.usize_opt("sliding_window_pattern")?.unwrap_or(6).max(1);
+            (0..c.num_layers).map(|i| ((i + 1) % pattern != 0).then_some(window)).collect()
+        }
+    };
+    Ok(())
 }
 
 /// The `config.json` path of a model folder.

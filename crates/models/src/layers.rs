@@ -138,16 +138,23 @@ pub struct RmsNorm {
     pub weight: ParamId,
     /// ε.
     pub eps: f64,
+    /// Added to γ (Gemma's norms scale by 1 + γ).
+    pub offset: f64,
 }
 
 impl RmsNorm {
     /// Loads `<module>.weight`.
     pub fn load(ck: &Checkpoint, store: &mut ParamStore, module: &str, dim: usize, eps: f64) -> Result<RmsNorm> {
-        Ok(RmsNorm { weight: take_param(ck, store, &format!("{module}.weight"), &[dim], false)?, eps })
+        Ok(RmsNorm { weight: take_param(ck, store, &format!("{module}.weight"), &[dim], false)?, eps, offset: 0.0 })
+    }
+
+    /// The same norm scaling by γ + `offset`.
+    pub fn with_offset(self, offset: f64) -> RmsNorm {
+        RmsNorm { offset, ..self }
     }
 
     /// Applies the norm over the last dimension.
     pub fn forward<'m>(&self, g: &Graph<'m>, p: &ParamStore, x: &Var) -> Result<Var> {
-        Ok(g.rms_norm(x, &g.param(p, self.weight), self.eps, 0.0)?)
+        Ok(g.rms_norm(x, &g.param(p, self.weight), self.eps, self.offset)?)
     }
 }

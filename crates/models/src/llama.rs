@@ -1,6 +1,7 @@
 //! The Llama family: Llama 2/3, TinyLlama, SmolLM, Mistral (sliding window), Qwen2/2.5 (q/k/v
-//! bias), Qwen3 (q/k RMSNorm). Pre-norm blocks with RMSNorm, rotary positions, grouped-query
-//! attention and a gated (SwiGLU) MLP.
+//! bias), Qwen3 (q/k RMSNorm), Gemma 3 ((1 + γ) sandwich norms, scaled embeddings, sliding
+//! layers with their own RoPE base, GELU-tanh MLP). Pre-norm blocks with RMSNorm, rotary
+//! positions, grouped-query attention and a gated MLP.
 
 use tunesmith_engine::ops::{Activation, AttentionSpec, RopeTables};
 use tunesmith_engine::{Graph, ParamId, ParamStore, Tensor, Var};
@@ -30,8 +31,12 @@ pub struct LlamaBlock {
     pub q_norm: Option<RmsNorm>,
     /// Qwen3 per-head key norm.
     pub k_norm: Option<RmsNorm>,
+    /// Gemma: norm of the attention output before the residual add.
+    pub attn_out_norm: Option<RmsNorm>,
     /// Norm before the MLP.
     pub post_norm: RmsNorm,
+    /// Gemma: norm of the MLP output before the residual add.
+    pub mlp_out_norm: Option<RmsNorm>,
     /// MLP gate projection.
     pub gate_proj: Linear,
     /// MLP up projection.
@@ -64,20 +69,28 @@ impl Llama {
             let lin = |store: &mut ParamStore, name: &str, inp, out, bias| {
                 Linear::load(ck, store, &format!("{pre}.{name}"), inp, out, bias, false)
             };
-            let input_norm = RmsNorm::load(ck, store, &format!("{pre}.input_layernorm"), d, cfg.norm_eps)?;
+            let norm = |store: &mut ParamStore, name: &str, dim| -> Result<RmsNorm> {
+                Ok(RmsNorm::load(ck, store, &format!("{pre}.{name}"), dim, cfg.norm_eps)?.with_offset(cfg.norm_offset))
+            };
+            let input_norm = norm(store, "input_layernorm", d)?;
             let q_proj = lin(store, "self_attn.q_proj", d, cfg.num_heads * hd, cfg.qkv_bias)?;
             let k_proj = lin(store, "self_attn.k_proj", d, cfg.num_kv_heads * hd, cfg.qkv_bias)?;
             let v_proj = lin(store, "self_attn.v_proj", d, cfg.num_kv_heads * hd, cfg.qkv_bias)?;
             let o_proj = lin(store, "self_attn.o_proj", cfg.num_heads * hd, d, cfg.o_bias)?;
             let (q_norm, k_norm) = if cfg.qk_norm {
-                (
-                    Some(RmsNorm::load(ck, store, &format!("{pre}.self_attn.q_norm"), hd, cfg.norm_eps)?),
-                    Some(RmsNorm::load(ck, store, &format!("{pre}.self_attn.k_norm"), hd, cfg.norm_eps)?),
-                )
+                (Some(norm(store, "self_attn.q_norm", hd)?), Some(norm(store, "self_attn.k_norm", hd)?))
             } else {
                 (None, None)
             };
-            let post_norm = RmsNorm::load(ck, store, &format!("{pre}.post_attention_layernorm"), d, cfg.norm_eps)?;
+            let (attn_out_norm, post_norm, mlp_out_norm) = if cfg.sandwich_norms {
+                (
+                    Some(norm(store, "post_attention_layernorm", d)?),
+                    norm(store, "pre_feedforward_layernorm", d)?,
+                    Some(norm(store, "post_feedforward_layernorm", d)?),
+                )
+            } else {
+                (None, norm(store, "post_attention_layernorm", d)?, None)
+            };
             let gate_proj = lin(store, "mlp.gate_proj", d, cfg.intermediate_size, cfg.mlp_bias)?;
             let up_proj = lin(store, "mlp.up_proj", d, cfg.intermediate_size, cfg.mlp_bias)?;
             let down_proj = lin(store, "mlp.down_proj", cfg.intermediate_size, d, cfg.mlp_bias)?;
@@ -89,14 +102,16 @@ impl Llama {
                 o_proj,
                 q_norm,
                 k_norm,
+                attn_out_norm,
                 post_norm,
+                mlp_out_norm,
                 gate_proj,
                 up_proj,
                 down_proj,
                 window: cfg.sliding_window.get(i).copied().flatten(),
             });
         }
-        let norm = RmsNorm::load(ck, store, "model.norm", d, cfg.norm_eps)?;
+        let norm = RmsNorm::load(ck, store, "model.norm", d, cfg.norm_eps)?.with_offset(cfg.norm_offset);
         Ok(Llama { embed, blocks, norm })
     }
 
@@ -132,10 +147,29 @@ impl Llama {
         checkpoint: bool,
     ) -> Result<Var> {
         let mut h = g.embedding(ids, &g.param(p, self.embed))?;
+        if let Some(s) = cfg.embed_scale {
+            // Gemma multiplies by √d rounded to the weights' precision, as transformers does.
+            h = g.scale(&h, s as f32 as f64)?;
+        }
         let dtype = h.value().dtype();
         let tables =
             RopeTables::new(positions, cfg.rotary_dim(), cfg.rope_theta, &cfg.rope_scaling, dtype, h.value().device())?;
+        let local_tables = match cfg.rope_local_theta {
+            Some(theta) => Some(RopeTables::new(
+                positions,
+                cfg.rotary_dim(),
+                theta,
+                &tunesmith_engine::ops::RopeScaling::None,
+                dtype,
+                h.value().device(),
+            )?),
+            None => None,
+        };
         for (i, block) in self.blocks.iter().enumerate() {
+            let tables = match (&local_tables, block.window) {
+                (Some(local), Some(_)) => local,
+                _ => &tables,
+            };
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             h = if checkpoint && slot.is_none() {
                 let (tables, masks) = (tables.clone(), masks.clone());
@@ -144,7 +178,7 @@ impl Llama {
                 })?
                 .remove(0)
             } else {
-                block.forward(g, p, cfg, &h, &tables, masks, slot)?
+                block.forward(g, p, cfg, &h, tables, masks, slot)?
             };
         }
         self.norm.forward(g, p, &h)
@@ -177,10 +211,15 @@ impl LlamaBlock {
         };
         let q = g.rope(&q, tables)?;
         let k = g.rope(&k, tables)?;
-        let spec = AttentionSpec { causal: true, window: self.window, scale: None, dropout: cfg.attention_dropout };
+        let spec =
+            AttentionSpec { causal: true, window: self.window, scale: cfg.attn_scale, dropout: cfg.attention_dropout };
         let o = attend(g, &q, k, v, slot, masks, spec)?;
         let o = g.reshape(&o, &[b, t, cfg.num_heads * hd])?;
-        let h = g.add(h, &self.o_proj.forward(g, p, &o)?)?;
+        let mut o = self.o_proj.forward(g, p, &o)?;
+        if let Some(n) = &self.attn_out_norm {
+            o = n.forward(g, p, &o)?;
+        }
+        let h = g.add(h, &o)?;
         let x = self.post_norm.forward(g, p, &h)?;
         let gate = self.gate_proj.forward(g, p, &x)?;
         let up = self.up_proj.forward(g, p, &x)?;
@@ -189,6 +228,10 @@ impl LlamaBlock {
         } else {
             g.mul(&g.activation(&gate, cfg.hidden_act)?, &up)?
         };
-        Ok(g.add(&h, &self.down_proj.forward(g, p, &act)?)?)
+        let mut out = self.down_proj.forward(g, p, &act)?;
+        if let Some(n) = &self.mlp_out_norm {
+            out = n.forward(g, p, &out)?;
+        }
+        Ok(g.add(&h, &out)?)
     }
 }

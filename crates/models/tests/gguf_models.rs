@@ -102,3 +102,8 @@ fn gemma3_tokenizer_matches_transformers() {
     let Some(path) = fetched_gguf("gemma3") else { return };
     check_tokens(&path);
 }
+#[test]
+fn gemma3_logits_match_transformers() {
+    let Some(path) = fetched_gguf("gemma3") else { return };
+    check_logits(&path);
+}

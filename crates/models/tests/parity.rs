@@ -133,6 +133,7 @@ parity!(
     mistral_sliding_window,
     qwen2_qkv_bias_tied,
     qwen3_qk_norm,
+    gemma3_sliding_window,
     gpt2,
     llama_seq_cls,
     gpt2_seq_cls,
@@ -152,5 +153,5 @@ fn every_fixture_has_a_test() {
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 14, "fixtures: {names:?}");
+    assert_eq!(names.len(), 15, "fixtures: {names:?}");
 }

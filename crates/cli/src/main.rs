@@ -4,6 +4,7 @@
 //! 2 bad input (unreadable files, invalid options or data). Errors never panic.
 
 mod data;
+mod export_gguf;
 mod metrics;
 mod models;
 mod progress;

@@ -42,7 +42,7 @@ pub struct GenerateArgs {
     /// The base model: a folder, a Hub id, a GGUF file or a llama2.c checkpoint.
     #[arg(long)]
     model: String,
-    /// A PEFT/tunesmith LoRA adapter folder to apply.
+    /// A LoRA adapter to apply: a PEFT folder, or a llama.cpp LoRA GGUF for a GGUF base.
     #[arg(long)]
     adapter: Option<PathBuf>,
     /// The prompt (plain text; with --chat, the user's message).
@@ -61,7 +61,7 @@ pub struct ChatArgs {
     /// The base model: a folder, a Hub id, a GGUF file or a llama2.c checkpoint.
     #[arg(long)]
     model: String,
-    /// A LoRA adapter folder to apply.
+    /// A LoRA adapter to apply: a PEFT folder, or a llama.cpp LoRA GGUF for a GGUF base.
     #[arg(long)]
     adapter: Option<PathBuf>,
     /// A system message.
@@ -76,6 +76,15 @@ pub struct ChatArgs {
 
 fn load_causal(model: &str, adapter: Option<&Path>) -> Result<Base> {
     let mut base = load_base(model, Task::CausalLm, None, 0)?;
+    if let Some(a) = adapter.filter(|a| tunesmith_models::gguf::is_gguf(a)) {
+        // A llama.cpp LoRA adapter, for a GGUF base.
+        if !tunesmith_models::gguf::is_gguf_reference(model) {
+            return Err(BadInput(format!("{}: a GGUF LoRA adapter needs a GGUF base model", a.display())).into());
+        }
+        let source = tunesmith_models::gguf::GgufFile::open(Path::new(model))?;
+        tunesmith_models::gguf::export::load_lora(&mut base.model, &source, a)?;
+        return Ok(base);
+    }
     if let Some(a) = adapter {
         let report = lora::load_adapter(&mut base.model, a)?;
         if !report.ignored.is_empty() {
@@ -213,6 +222,10 @@ pub enum ExportFormat {
     Peft,
     /// A full model in Hugging Face format (LoRA merged in).
     Hf,
+    /// A GGUF file for llama.cpp (LoRA merged in; the run's base must be a GGUF file).
+    Gguf,
+    /// The LoRA adapter as a llama.cpp LoRA GGUF (`llama-cli --lora`).
+    GgufLora,
 }
 
 /// Options of `tunesmith export`.
@@ -223,7 +236,10 @@ pub struct ExportArgs {
     /// What to export.
     #[arg(long, value_enum)]
     format: ExportFormat,
-    /// Destination folder.
+    /// Weight encoding of `--format gguf`: f32, f16 or q8_0.
+    #[arg(long, default_value = "f16")]
+    quant: String,
+    /// Destination folder (a file for the GGUF formats).
     #[arg(long)]
     out: PathBuf,
 }
@@ -241,6 +257,8 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 pub fn export(a: ExportArgs) -> Result<()> {
     let fin = a.run_dir.join("final");
     match a.format {
+        ExportFormat::Gguf => crate::export_gguf::export(&a.run_dir, false, &a.quant, &a.out)?,
+        ExportFormat::GgufLora => crate::export_gguf::export(&a.run_dir, true, &a.quant, &a.out)?,
         ExportFormat::Peft => {
             let adapter = fin.join("adapter");
             if !adapter.is_dir() {

@@ -6,8 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use tunesmith_engine::quant::GgmlType;
-use tunesmith_models::gguf::{GgufWriter, Value};
+use tunesmith_models::gguf::testing::tiny_llama;
 use tunesmith_testkit::fetched_gguf;
 
 /// Runs the binary with `cache` as its TUNESMITH_CACHE (where GGUF companion folders go).
@@ -17,75 +16,6 @@ fn tunesmith(args: &[&str], cache: Option<&Path>) -> Output {
         cmd.env("TUNESMITH_CACHE", c);
     }
     cmd.args(args).output().unwrap()
-}
-
-/// GPT-2's byte alphabet: the printable stand-in of every byte, as byte-level vocabularies
-/// spell tokens.
-fn byte_tokens() -> Vec<String> {
-    let mut extra = 0u32;
-    (0..256u32)
-        .map(|b| {
-            let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
-            let c = if printable {
-                char::from_u32(b).unwrap()
-            } else {
-                extra += 1;
-                char::from_u32(255 + extra).unwrap()
-            };
-            c.to_string()
-        })
-        .collect()
-}
-
-fn f32_bytes(n: usize, seed: f32) -> Vec<u8> {
-    (0..n).flat_map(|i| (((i as f32 * 0.618 + seed).sin()) * 0.2).to_le_bytes()).collect()
-}
-
-/// A one-block Llama (width 8, 2 heads, 1 KV head) with a byte-level vocabulary of 256 bytes
-/// plus `<|endoftext|>`, weights in F32 and Q8_0.
-fn tiny_llama(arch: &str) -> GgufWriter {
-    let (d, ff, kv) = (32usize, 64usize, 16usize);
-    let mut tokens = byte_tokens();
-    tokens.push("<|endoftext|>".into());
-    let n_vocab = tokens.len();
-    let mut types = vec![Value::I32(1); 256];
-    types.push(Value::I32(3));
-    let mut w = GgufWriter::new();
-    w.set("general.architecture", Value::String(arch.into()))
-        .set(&format!("{arch}.block_count"), Value::U32(1))
-        .set(&format!("{arch}.context_length"), Value::U32(128))
-        .set(&format!("{arch}.embedding_length"), Value::U32(d as u32))
-        .set(&format!("{arch}.feed_forward_length"), Value::U32(ff as u32))
-        .set(&format!("{arch}.attention.head_count"), Value::U32(2))
-        .set(&format!("{arch}.attention.head_count_kv"), Value::U32(1))
-        .set(&format!("{arch}.attention.layer_norm_rms_epsilon"), Value::F32(1e-5))
-        .set("tokenizer.ggml.model", Value::String("gpt2".into()))
-        .set("tokenizer.ggml.tokens", Value::Array(tokens.into_iter().map(Value::String).collect()))
-        .set("tokenizer.ggml.token_type", Value::Array(types))
-        .set("tokenizer.ggml.eos_token_id", Value::U32(256))
-        .set("tokenizer.ggml.bos_token_id", Value::U32(256));
-    let mut q8 = vec![0u8; n_vocab * d / 32 * 34];
-    let emb: Vec<f32> = (0..n_vocab * d).map(|i| ((i as f32 * 0.37).sin()) * 0.5).collect();
-    for (block, out) in emb.chunks(32).zip(q8.chunks_mut(34)) {
-        tunesmith_engine::quant::quantize_q8_0(block, out);
-    }
-    w.add_tensor("token_embd.weight", &[n_vocab, d], GgmlType::Q8_0, q8).unwrap();
-    w.add_tensor("output_norm.weight", &[d], GgmlType::F32, f32_bytes(d, 9.0)).unwrap();
-    for (name, shape, seed) in [
-        ("blk.0.attn_norm.weight", vec![d], 1.0),
-        ("blk.0.ffn_norm.weight", vec![d], 2.0),
-        ("blk.0.attn_q.weight", vec![d, d], 3.0),
-        ("blk.0.attn_k.weight", vec![kv, d], 4.0),
-        ("blk.0.attn_v.weight", vec![kv, d], 5.0),
-        ("blk.0.attn_output.weight", vec![d, d], 6.0),
-        ("blk.0.ffn_gate.weight", vec![ff, d], 7.0),
-        ("blk.0.ffn_up.weight", vec![ff, d], 8.0),
-        ("blk.0.ffn_down.weight", vec![d, ff], 10.0),
-    ] {
-        let n = shape.iter().product();
-        w.add_tensor(name, &shape, GgmlType::F32, f32_bytes(n, seed)).unwrap();
-    }
-    w
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -150,4 +80,63 @@ fn smollm2_answers_from_its_q4_1_file() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("Paris"), "{text}");
+}
+
+/// A LoRA run on a GGUF base exports to a merged GGUF (q8_0) and a llama.cpp LoRA GGUF, both of
+/// which generate again; a non-GGUF quantization is refused with exit code 2.
+#[test]
+fn a_lora_run_on_a_gguf_base_exports_gguf_model_and_adapter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let model = tmp.path().join("tiny.gguf");
+    tiny_llama("llama").write(&model).unwrap();
+    let data = tmp.path().join("text.jsonl");
+    let rows: String = (0..24).map(|i| format!("{{\"text\": \"the cat {i} sat on the mat {i}\"}}\n")).collect();
+    std::fs::write(&data, rows).unwrap();
+    let run = tmp.path().join("run");
+    let cfg = tmp.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[model]\npath = {model:?}\n[task]\nkind = \"causal_lm\"\n[data]\ntrain = {data:?}\nvalidation_split = 0.0\nmax_length = 32\n\
+             [method]\nkind = \"lora\"\nlora_r = 4\nlora_targets = [\"q_proj\", \"v_proj\", \"down_proj\"]\n\
+             [train]\nmax_steps = 4\nbatch_size = 4\nlr = 1e-2\nthreads = 2\n[output]\ndir = {run:?}\nsave_checkpoints = false\n"
+        ),
+    )
+    .unwrap();
+    let o = tunesmith(&["train", cfg.to_str().unwrap()], Some(&cache));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (merged, adapter) = (tmp.path().join("merged.gguf"), tmp.path().join("adapter.gguf"));
+    let r = run.to_str().unwrap();
+    for (format, out) in [("gguf", &merged), ("gguf-lora", &adapter)] {
+        let o = tunesmith(
+            &["export", r, "--format", format, "--quant", "q8_0", "--out", out.to_str().unwrap()],
+            Some(&cache),
+        );
+        assert!(o.status.success(), "{format}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = generate(&merged, "the cat", Some(&cache));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let m = model.to_str().unwrap();
+    let o = tunesmith(
+        &[
+            "generate",
+            "--model",
+            m,
+            "--adapter",
+            adapter.to_str().unwrap(),
+            "--prompt",
+            "the cat",
+            "--max-new-tokens",
+            "4",
+        ],
+        Some(&cache),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = tmp.path().join("x.gguf");
+    let o = tunesmith(
+        &["export", r, "--format", "gguf", "--quant", "q4_k_m", "--out", out.to_str().unwrap()],
+        Some(&cache),
+    );
+    refused(&o, &["q4_k_m"]);
 }

@@ -147,7 +147,7 @@ fn hf_name(name: &str) -> Option<String> {
 
 /// The Hugging Face name of a Gemma 3 GGUF tensor: its `ffn_norm` is the pre-feedforward norm
 /// (the post-attention one is `post_attention_norm`).
-fn hf_name_for(arch: &str, name: &str) -> Option<String> {
+pub(crate) fn hf_name_for(arch: &str, name: &str) -> Option<String> {
     if arch == "gemma3" && name.contains(".ffn_norm.") {
         return hf_name(name).map(|n| n.replace("post_attention_layernorm", "pre_feedforward_layernorm"));
     }
@@ -159,14 +159,8 @@ fn convert(f: &GgufFile, arch: &str, info: &TensorInfo, cfg: &ModelConfig) -> Re
     let Some(name) = hf_name_for(arch, &info.name) else { return Ok(None) };
     let shape = info.shape();
     let mut data = f.dequantize(info)?;
-    if arch == "llama" || arch == "mistral" {
-        let rows = shape[0];
-        let cols = shape.get(1).copied().unwrap_or(1);
-        if name.ends_with("q_proj.weight") {
-            data = permute_rotary(&data, cfg.num_heads, rows, cols);
-        } else if name.ends_with("k_proj.weight") {
-            data = permute_rotary(&data, cfg.num_kv_heads, rows, cols);
-        }
+    if shape.len() == 2 {
+        data = permute_for(arch, &name, data, shape[0], shape[1], cfg.num_heads, cfg.num_kv_heads);
     }
     if arch == "gemma3" && name.ends_with("norm.weight") {
         // llama.cpp stores Gemma's RMSNorm weights as 1 + w; transformers' Gemma scales by
@@ -174,6 +168,42 @@ fn convert(f: &GgufFile, arch: &str, info: &TensorInfo, cfg: &ModelConfig) -> Re
         data.iter_mut().for_each(|w| *w -= 1.0);
     }
     Ok(Some((name, Tensor::from_vec(data, &shape)?)))
+}
+
+/// Rows of a q/k projection of a `llama` or `mistral` file (or of its LoRA B), from
+/// llama.cpp's interleaved rotary layout to Hugging Face's; other tensors pass unchanged.
+fn permute_for(
+    arch: &str,
+    name: &str,
+    data: Vec<f32>,
+    rows: usize,
+    cols: usize,
+    heads: usize,
+    kv_heads: usize,
+) -> Vec<f32> {
+    if arch != "llama" && arch != "mistral" {
+        return data;
+    }
+    if name.contains(".q_proj.") {
+        permute_rotary(&data, heads, rows, cols)
+    } else if name.contains(".k_proj.") {
+        permute_rotary(&data, kv_heads, rows, cols)
+    } else {
+        data
+    }
+}
+
+/// [`permute_for`] for the module `module` (a LoRA B matrix of it) of `model`.
+pub(crate) fn to_hf_layout(
+    arch: &str,
+    module: &str,
+    data: Vec<f32>,
+    rows: usize,
+    cols: usize,
+    model: &Model,
+) -> Vec<f32> {
+    let c = &model.config;
+    permute_for(arch, &format!("{module}."), data, rows, cols, c.num_heads, c.num_kv_heads)
 }
 
 /// Loads a GGUF file's model for a task (weights dequantized to f32).

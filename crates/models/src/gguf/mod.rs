@@ -1,8 +1,10 @@
 //! GGUF, llama.cpp's model format: reading and writing the container ([`reader`],
 //! [`writer`]), and loading its models into tunesmith.
 
+pub mod export;
 pub mod load;
 pub mod reader;
+pub mod testing;
 pub mod tokenizer;
 pub mod writer;
 

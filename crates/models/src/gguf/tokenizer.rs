@@ -77,7 +77,7 @@ fn vocab(f: &GgufFile) -> Result<Vocab> {
 }
 
 /// GPT-2's byte-to-character map (printable stand-ins for every byte).
-fn byte_alphabet() -> [char; 256] {
+pub(crate) fn byte_alphabet() -> [char; 256] {
     let mut map = ['\0'; 256];
     let mut extra = 0u32;
     for b in 0..256u32 {

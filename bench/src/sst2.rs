@@ -30,6 +30,13 @@ pub struct Args {
     /// The MiniLM folder (default: $TUNESMITH_MINILM or the fetch-test-models cache).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Our side's matrix-product precision, fp32 or bf16 (`train.precision`); the peer stays
+    /// fp32. `both` runs ours in fp32 and in bf16 and compares their accuracy.
+    #[arg(long, default_value = "fp32", value_parser = ["fp32", "bf16", "both"])]
+    precision: String,
+    /// Skip the HF Trainer side.
+    #[arg(long)]
+    no_peer: bool,
 }
 
 fn minilm(a: &Args) -> PathBuf {
@@ -59,7 +66,15 @@ fn sample(shared: &Path, rows: usize, out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn ours(a: &Args, model: &Path, train: &Path, dev: &Path, method: &str, out: &Path) -> Result<(f64, f64)> {
+fn ours(
+    a: &Args,
+    model: &Path,
+    train: &Path,
+    dev: &Path,
+    method: &str,
+    precision: &str,
+    out: &Path,
+) -> Result<(f64, f64)> {
     let epochs = a.epochs.ceil() as usize;
     let toml = format!(
         r#"[model]
@@ -85,6 +100,7 @@ schedule = "linear"
 max_grad_norm = 1.0
 seed = 42
 threads = {threads}
+precision = "{precision}"
 [eval]
 metric = "accuracy"
 every_steps = 1000000
@@ -127,41 +143,28 @@ pub fn run(a: Args) -> Result<()> {
     sample(&shared, a.rows, &train)?;
     let dev = shared.join("data/sst2/dev.tsv");
     let mut rows = Vec::new();
+    let precisions: Vec<&str> = if a.precision == "both" { vec!["fp32", "bf16"] } else { vec![a.precision.as_str()] };
     for method in &a.methods {
-        let (acc, secs) = ours(&a, &model, &train, &dev, method, &root.join(format!("bench/out/sst2/run-{method}")))?;
-        let out = peer::run_python(
-            &root.join("bench/sst2_peer.py"),
-            &[
-                "--model".into(),
-                model.display().to_string(),
-                "--train".into(),
-                train.display().to_string(),
-                "--dev".into(),
-                dev.display().to_string(),
-                "--rows".into(),
-                "0".into(),
-                "--method".into(),
+        let mut ours_runs = Vec::new();
+        for p in &precisions {
+            let out = root.join(format!("bench/out/sst2/run-{method}-{p}"));
+            ours_runs.push((*p, ours(&a, &model, &train, &dev, method, p, &out)?));
+        }
+        let (pacc, psecs) =
+            if a.no_peer { (f64::NAN, f64::NAN) } else { peer_run(&a, &root, &model, &train, &dev, method)? };
+        for (p, (acc, secs)) in ours_runs {
+            eprintln!("{method} ({p}): tunesmith {acc:.4} in {secs:.1}s, HF Trainer {pacc:.4} in {psecs:.1}s");
+            rows.push(vec![
                 method.clone(),
-                "--epochs".into(),
-                a.epochs.to_string(),
-                "--lr".into(),
-                lr(method).to_string(),
-                "--threads".into(),
-                a.threads.to_string(),
-            ],
-        )?;
-        let p = peer::last_json(&out)?;
-        let (pacc, psecs) = (p["accuracy"].as_f64().unwrap_or(f64::NAN), p["total_s"].as_f64().unwrap_or(f64::NAN));
-        eprintln!("{method}: tunesmith {acc:.4} in {secs:.1}s, HF Trainer {pacc:.4} in {psecs:.1}s");
-        rows.push(vec![
-            method.clone(),
-            format!("{:.2}", 100.0 * acc),
-            format!("{:.2}", 100.0 * pacc),
-            format!("{:+.2}", 100.0 * (acc - pacc)),
-            format!("{secs:.1}"),
-            format!("{psecs:.1}"),
-            format!("{:.2}", secs / psecs),
-        ]);
+                p.to_string(),
+                format!("{:.2}", 100.0 * acc),
+                format!("{:.2}", 100.0 * pacc),
+                format!("{:+.2}", 100.0 * (acc - pacc)),
+                format!("{secs:.1}"),
+                format!("{psecs:.1}"),
+                format!("{:.2}", secs / psecs),
+            ]);
+        }
     }
     println!(
         "sst2: all-MiniLM-L6-v2, {} training rows, {} epochs, batch 32, max_length 64, {} threads; CPU {}",
@@ -173,9 +176,45 @@ pub fn run(a: Args) -> Result<()> {
     println!(
         "{}",
         table::markdown(
-            &["method", "tunesmith acc %", "HF acc %", "Δ points", "tunesmith s", "HF s", "time ratio (ours/HF)"],
+            &[
+                "method",
+                "our precision",
+                "tunesmith acc %",
+                "HF acc % (fp32)",
+                "Δ points",
+                "tunesmith s",
+                "HF s",
+                "time ratio (ours/HF)"
+            ],
             &rows
         )
     );
     Ok(())
+}
+
+/// One HF Trainer (+PEFT) run of `method` (bench/sst2_peer.py): accuracy and seconds.
+fn peer_run(a: &Args, root: &Path, model: &Path, train: &Path, dev: &Path, method: &str) -> Result<(f64, f64)> {
+    let out = peer::run_python(
+        &root.join("bench/sst2_peer.py"),
+        &[
+            "--model".into(),
+            model.display().to_string(),
+            "--train".into(),
+            train.display().to_string(),
+            "--dev".into(),
+            dev.display().to_string(),
+            "--rows".into(),
+            "0".into(),
+            "--method".into(),
+            method.to_string(),
+            "--epochs".into(),
+            a.epochs.to_string(),
+            "--lr".into(),
+            lr(method).to_string(),
+            "--threads".into(),
+            a.threads.to_string(),
+        ],
+    )?;
+    let p = peer::last_json(&out)?;
+    Ok((p["accuracy"].as_f64().unwrap_or(f64::NAN), p["total_s"].as_f64().unwrap_or(f64::NAN)))
 }

@@ -104,6 +104,26 @@ fn a_lora_run_on_a_gguf_base_exports_gguf_model_and_adapter() {
         ),
     )
     .unwrap();
+    // The same run with the frozen base in NF4 (QLoRA) and in the file's own blocks.
+    for mode in ["nf4", "keep"] {
+        let out = tmp.path().join(format!("run-{mode}"));
+        let o = tunesmith(
+            &[
+                "train",
+                cfg.to_str().unwrap(),
+                "--set",
+                &format!("model.quantize={mode}"),
+                "--set",
+                &format!("output.dir={}", out.display()),
+            ],
+            Some(&cache),
+        );
+        assert!(o.status.success(), "{mode}: {}", String::from_utf8_lossy(&o.stderr));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+        assert_eq!(manifest["quantized_base"]["mode"], mode);
+        assert_eq!(manifest["quantized_base"]["layers"], 7, "{mode}: {}", manifest["quantized_base"]);
+    }
     let o = tunesmith(&["train", cfg.to_str().unwrap()], Some(&cache));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (merged, adapter) = (tmp.path().join("merged.gguf"), tmp.path().join("adapter.gguf"));

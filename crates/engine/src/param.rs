@@ -103,6 +103,25 @@ impl ParamStore {
         }
     }
 
+    /// Replaces a frozen parameter's value with an empty `[0]` tensor and returns the value:
+    /// for weights held elsewhere in another form (a quantized base), so the f32 copy is
+    /// freed. [`ParamStore::restore`] puts a value back.
+    pub fn release(&mut self, id: ParamId) -> Tensor {
+        let p = &mut self.params[id.0];
+        let empty = Tensor::from_vec(Vec::<f32>::new(), &[0]).expect("an empty tensor");
+        std::mem::replace(&mut p.value, empty)
+    }
+
+    /// Puts a value back into a parameter emptied by [`ParamStore::release`].
+    pub fn restore(&mut self, id: ParamId, value: Tensor) -> Result<()> {
+        let p = &mut self.params[id.0];
+        if p.value.numel() != 0 {
+            return Err(EngineError::invalid("restore", format!("'{}' was not released", p.name)));
+        }
+        p.value = value;
+        Ok(())
+    }
+
     /// Replaces a value, checking the shape is unchanged.
     pub fn set_value(&mut self, id: ParamId, value: Tensor) -> Result<()> {
         let p = &mut self.params[id.0];

@@ -1,7 +1,10 @@
 //! Building blocks shared by the families: a linear layer carrying an optional adapter (the
 //! seam every parameter-efficient method plugs into), and layer/RMS norms.
 
+use std::sync::Arc;
+
 use tunesmith_engine::ops::LoraSpec;
+use tunesmith_engine::quant::QuantMatrix;
 use tunesmith_engine::{Graph, ParamId, ParamStore, Tensor, Var};
 
 use crate::checkpoint_names::take_param;
@@ -47,6 +50,9 @@ pub struct Linear {
     pub stored_transposed: bool,
     /// Attached adapter.
     pub adapter: Option<Adapter>,
+    /// The frozen weight kept quantized (QLoRA); the `weight` parameter is then released
+    /// (empty) and every use of W reads this.
+    pub quantized: Option<Arc<QuantMatrix>>,
 }
 
 impl Linear {
@@ -72,13 +78,33 @@ impl Linear {
             out_features,
             stored_transposed,
             adapter: None,
+            quantized: None,
         })
+    }
+
+    /// W in f32: the parameter, or the quantized weight dequantized.
+    pub fn weight_f32(&self, p: &ParamStore) -> Result<Tensor> {
+        match &self.quantized {
+            Some(q) => Ok(Tensor::from_vec(q.dequantize(), &[q.rows(), q.cols()])?),
+            None => Ok(p.get(self.weight).value.clone()),
+        }
     }
 
     /// Applies the layer (and its adapter, unless merged into the weight).
     pub fn forward<'m>(&self, g: &Graph<'m>, p: &ParamStore, x: &Var) -> Result<Var> {
-        let w = g.param(p, self.weight);
         let b = self.bias.map(|id| g.param(p, id));
+        if let Some(q) = &self.quantized {
+            let y = g.quant_linear(x, q, b.as_ref())?;
+            return match &self.adapter {
+                Some(Adapter::Lora(l)) if l.merged_from.is_none() => {
+                    let xin = if l.dropout > 0.0 { g.dropout(x, l.dropout)? } else { x.clone() };
+                    let low = g.linear(&g.linear(&xin, &g.param(p, l.a), None)?, &g.param(p, l.b), None)?;
+                    Ok(g.add(&y, &g.scale(&low, l.scale)?)?)
+                }
+                _ => Ok(y),
+            };
+        }
+        let w = g.param(p, self.weight);
         let y = match &self.adapter {
             Some(Adapter::Lora(l)) if l.merged_from.is_none() => g.lora_linear(
                 x,

@@ -19,6 +19,7 @@ pub mod llama;
 pub mod llama2c;
 pub mod lora;
 pub mod model;
+pub mod quantize;
 pub mod weights;
 
 pub use batch::{Batch, KvCache};

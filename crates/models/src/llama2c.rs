@@ -35,6 +35,21 @@ pub struct Llama2cHeader {
     pub shared_classifier: bool,
 }
 
+/// [`permute_rotary`] on rows of raw bytes (`row_bytes` each), as quantized rows are moved.
+pub(crate) fn permute_rows(w: &[u8], n_heads: usize, rows: usize, row_bytes: usize) -> Vec<u8> {
+    let head = rows / n_heads;
+    let half = head / 2;
+    let mut out = vec![0u8; w.len()];
+    for h in 0..n_heads {
+        for j in 0..head {
+            let dst = h * head + (j % 2) * half + j / 2;
+            let src = h * head + j;
+            out[dst * row_bytes..(dst + 1) * row_bytes].copy_from_slice(&w[src * row_bytes..(src + 1) * row_bytes]);
+        }
+    }
+    out
+}
+
 /// Rows of each head of a q/k projection from the interleaved rotary layout (llama.c, llama.cpp:
 /// pairs 2i, 2i+1) to the rotate-half layout of Hugging Face (i, i + head/2).
 pub(crate) fn permute_rotary(w: &[f32], n_heads: usize, rows: usize, cols: usize) -> Vec<f32> {

@@ -229,7 +229,8 @@ pub fn merge(model: &mut Model) -> Result<usize> {
             if a.merged_from.is_some() {
                 continue;
             }
-            let w = model.params.get(l.weight).value.clone();
+            // A quantized base merges from its dequantized values and stays f32 afterwards.
+            let w = l.weight_f32(&model.params)?;
             let av = model.params.get(a.a).value.to_vec::<f32>()?;
             let bv = model.params.get(a.b).value.to_vec::<f32>()?;
             let r = model.params.get(a.a).value.shape()[0];
@@ -251,9 +252,14 @@ pub fn merge(model: &mut Model) -> Result<usize> {
     }
     let n = updates.len();
     for (module, wid, original, merged) in updates {
-        model.params.set_value(wid, merged)?;
+        if model.params.get(wid).value.numel() == 0 {
+            model.params.restore(wid, merged)?;
+        } else {
+            model.params.set_value(wid, merged)?;
+        }
         for l in model.linears_mut() {
             if l.module == module {
+                l.quantized = None;
                 if let Some(Adapter::Lora(a)) = &mut l.adapter {
                     a.merged_from = Some(original.clone());
                 }

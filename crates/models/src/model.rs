@@ -223,6 +223,7 @@ fn load_or_init_linear(
         out_features: out,
         stored_transposed: false,
         adapter: None,
+        quantized: None,
     })
 }
 
@@ -408,6 +409,15 @@ impl Model {
             _ => {}
         }
         v
+    }
+
+    /// The backbone's linear layers (not the LM head or a task head).
+    pub fn backbone_linears_mut(&mut self) -> Vec<&mut Linear> {
+        match &mut self.backbone {
+            Backbone::Llama(m) => m.linears_mut(),
+            Backbone::Gpt2(m) => m.linears_mut(),
+            Backbone::Bert(m) => m.linears_mut(),
+        }
     }
 
     /// Every linear layer, read-only, in the same order as [`Model::linears_mut`].
@@ -759,7 +769,11 @@ impl Model {
     pub fn export_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let mut adapter_params = std::collections::HashSet::new();
         let mut transposed_weights = std::collections::HashSet::new();
+        let mut quantized = std::collections::HashMap::new();
         for l in self.linears() {
+            if l.quantized.is_some() {
+                quantized.insert(l.weight, l.weight_f32(&self.params)?);
+            }
             if let Some(Adapter::Lora(a)) = &l.adapter {
                 adapter_params.insert(a.a);
                 adapter_params.insert(a.b);
@@ -775,7 +789,8 @@ impl Model {
             if adapter_params.contains(&id) || p.name.contains(".lora_A.") || p.name.contains(".lora_B.") {
                 continue;
             }
-            let t = if transposed_weights.contains(&id) { transposed(&p.value)? } else { p.value.clone() };
+            let value = quantized.remove(&id).unwrap_or_else(|| p.value.clone());
+            let t = if transposed_weights.contains(&id) { transposed(&value)? } else { value };
             // A bare backbone (`BertModel`, `LlamaModel`, ...) has no base-model prefix.
             let name = match self.head {
                 Head::Embedding { .. } => crate::checkpoint_names::BASE_PREFIXES

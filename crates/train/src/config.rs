@@ -36,11 +36,19 @@ pub struct RunConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// A model folder, or a Hub id (`org/name`).
+    /// A model folder, a Hub id (`org/name`), a GGUF file or a llama2.c checkpoint.
     pub path: String,
     /// Compute dtype (only "f32" on CPU today).
     #[serde(default = "default_dtype")]
     pub dtype: String,
+    /// How the frozen base of an adapter method is held: "none" (f32), "nf4" (QLoRA's 4-bit
+    /// NormalFloat), "q8_0", or "keep" (a GGUF base's own blocks).
+    #[serde(default = "default_quantize")]
+    pub quantize: String,
+}
+
+fn default_quantize() -> String {
+    "none".into()
 }
 
 fn default_dtype() -> String {
@@ -442,7 +450,7 @@ impl Default for OutputSection {
 /// Every valid dotted key, for suggestions.
 pub fn valid_keys() -> Vec<String> {
     let sections: [(&str, &[&str]); 7] = [
-        ("model", &["path", "dtype"]),
+        ("model", &["path", "dtype", "quantize"]),
         ("task", &["kind", "labels", "temperature"]),
         (
             "data",
@@ -597,6 +605,26 @@ impl RunConfig {
     /// Checks values that the types cannot.
     pub fn validate(&self, source: &str) -> Result<()> {
         let bad = |key: &str, why: String| Err(TrainError::Config(format!("{source}: `{key}` {why}")));
+        if tunesmith_models::quantize::BaseQuant::parse(&self.model.quantize).is_none() {
+            return bad(
+                "model.quantize",
+                format!("must be \"none\", \"nf4\", \"q8_0\" or \"keep\", got \"{}\"", self.model.quantize),
+            );
+        }
+        if self.model.quantize != "none"
+            && !matches!(self.method.kind, MethodKind::Lora | MethodKind::FeatureExtraction)
+        {
+            return bad(
+                "model.quantize",
+                "quantizes a frozen base: use method.kind = \"lora\" (or \"feature_extraction\")".into(),
+            );
+        }
+        if self.model.quantize == "keep" && !tunesmith_models::gguf::is_gguf_reference(&self.model.path) {
+            return bad(
+                "model.quantize",
+                "\"keep\" keeps a GGUF file's blocks, but model.path is not a GGUF file".into(),
+            );
+        }
         let t = &self.train;
         if !(t.lr > 0.0 && t.lr.is_finite()) {
             return bad("train.lr", format!("must be a positive number, got {}", t.lr));

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use tunesmith_data::tokenizer::Tokenizer;
+use tunesmith_models::quantize::{quantize_frozen, BaseQuant, QuantReport};
 use tunesmith_models::{gguf, llama2c, LoadOptions, Model, Task};
 
 use crate::error::{Result, TrainError};
@@ -99,4 +100,15 @@ pub fn load_tokenizer(reference: &str, seed: u64) -> Result<(Tokenizer, PathBuf)
     }
     let dir = tunesmith_models::hub::resolve_model(reference)?;
     Ok((Tokenizer::from_dir(&dir)?, dir))
+}
+
+/// Quantizes the frozen base of `model` (loaded from `reference`) as `model.quantize` says
+/// (`none`, `nf4`, `q8_0`, `keep`); validated with the config.
+pub fn quantize_base(model: &mut Model, reference: &str, mode: &str) -> Result<QuantReport> {
+    let mode = BaseQuant::parse(mode).unwrap_or(BaseQuant::None);
+    let file = match mode {
+        BaseQuant::Keep => Some(gguf::GgufFile::open(Path::new(reference))?),
+        _ => None,
+    };
+    Ok(quantize_frozen(model, mode, file.as_ref())?)
 }

@@ -216,6 +216,8 @@ pub struct Trainer {
     opt: Box<dyn Optimizer>,
     schedule: Schedule,
     lora: Option<LoraConfig>,
+    /// What quantizing the frozen base did (`model.quantize`).
+    quantized: tunesmith_models::quantize::QuantReport,
     state: TrainState,
     total_steps: u64,
     resumed: bool,
@@ -246,6 +248,7 @@ impl Trainer {
             model.set_dropout(p as f32);
         }
         let lora = methods::apply(&mut model, &cfg.method, cfg.train.seed)?;
+        let quantized = load::quantize_base(&mut model, &cfg.model.path, &cfg.model.quantize)?;
         let pad_id = tokenizer.special().pad.or(tokenizer.special().eos).map_or(0, |t| t.1);
         let loader = Loader::new(
             data.train.clone(),
@@ -296,6 +299,7 @@ impl Trainer {
             opt,
             schedule,
             lora,
+            quantized,
             state: TrainState { config_hash, ..TrainState::default() },
             total_steps,
             resumed: false,
@@ -497,12 +501,17 @@ impl Trainer {
             .map(|f| json!({"path": f.display().to_string(), "sha256": sha256_file(f)}))
             .collect();
         let (total, trainable) = self.model.params.counts();
+        // Quantized base weights left the store (their f32 copies were freed) but still count.
+        let total = total + self.quantized.f32_bytes / 4;
         let manifest = json!({
             "config": serde_json::to_value(&self.cfg).unwrap_or(Value::Null),
             "versions": {"tunesmith": env!("CARGO_PKG_VERSION")},
             "git_commit": git_commit(),
             "seed": self.cfg.train.seed,
             "threads": tunesmith_engine::threads::num_threads(),
+            "quantized_base": {"mode": self.cfg.model.quantize, "layers": self.quantized.layers,
+                               "f32_bytes": self.quantized.f32_bytes, "bytes": self.quantized.quantized_bytes,
+                               "formats": self.quantized.formats.iter().map(|(f, n)| json!({"format": f, "layers": n})).collect::<Vec<_>>()},
             "precision": {"products": precision::current().name(),
                           "kernel": (precision::current() == Precision::Bf16).then(|| precision::bf16_kernel().name()),
                           "flush_denormals": tunesmith_engine::fpmode::denormals_flushed()},

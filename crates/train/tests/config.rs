@@ -64,3 +64,19 @@ fn bad_values_are_refused_with_the_key() {
         RunConfig::parse(&format!("{MINIMAL}[method]\nkind = \"lorra\"\n"), "run.toml", &[]).unwrap_err().to_string();
     assert!(err.contains("lorra") && err.contains("lora"), "{err}");
 }
+
+#[test]
+fn base_quantization_is_checked_against_the_method_and_the_model() {
+    let parse = |sets: &[&str]| {
+        RunConfig::parse(MINIMAL, "run.toml", &sets.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .map_err(|e| e.to_string())
+    };
+    let e = parse(&["model.quantize=int4"]).unwrap_err();
+    assert!(e.contains("model.quantize") && e.contains("nf4"), "{e}");
+    let e = parse(&["model.quantize=nf4"]).unwrap_err();
+    assert!(e.contains("model.quantize") && e.contains("lora"), "{e}");
+    let e = parse(&["model.quantize=keep", "method.kind=lora"]).unwrap_err();
+    assert!(e.contains("GGUF"), "{e}");
+    assert_eq!(parse(&["model.quantize=nf4", "method.kind=lora"]).unwrap().model.quantize, "nf4");
+    assert_eq!(parse(&[]).unwrap().model.quantize, "none");
+}

@@ -17,6 +17,7 @@ pub mod math;
 pub mod matmul;
 pub mod narrow;
 pub mod pool;
+pub mod quant_linear;
 pub mod reduce;
 pub mod rms_norm;
 pub mod rope;

@@ -13,6 +13,7 @@ mod linear;
 mod lora;
 mod matmul;
 mod pool;
+mod quant_linear;
 mod rms_norm;
 mod rope;
 mod shape;

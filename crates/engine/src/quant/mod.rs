@@ -7,11 +7,13 @@
 
 mod kquants;
 mod legacy;
+mod matrix;
 
 use crate::error::{EngineError, Result};
 
 pub use kquants::QK_K;
 pub use legacy::{quantize_q8_0, QK};
+pub use matrix::{QuantFormat, QuantMatrix, NF4_BLOCK, NF4_LEVELS};
 
 /// A ggml tensor type, by its GGUF type id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,5 +1,5 @@
 //! A tiny random GGUF model, for tests and examples that need a real file without fetching
-//! one: a one-block Llama (width 32, 2 heads, 1 KV head) with a byte-level vocabulary.
+//! one: a one-block Llama (width 64, 2 heads, 1 KV head) with a byte-level vocabulary.
 
 use tunesmith_engine::quant::GgmlType;
 
@@ -16,10 +16,10 @@ fn f32_bytes(n: usize, seed: f32) -> Vec<u8> {
     (0..n).flat_map(|i| (((i as f32 * 0.618 + seed).sin()) * 0.2).to_le_bytes()).collect()
 }
 
-/// A one-block model of architecture `arch` (width 32, 2 heads, 1 KV head) with a byte-level vocabulary of 256 bytes
+/// A one-block model of architecture `arch` (width 64, 2 heads, 1 KV head) with a byte-level vocabulary of 256 bytes
 /// plus `<|endoftext|>`, weights in F32 and Q8_0.
 pub fn tiny_llama(arch: &str) -> GgufWriter {
-    let (d, ff, kv) = (32usize, 64usize, 16usize);
+    let (d, ff, kv) = (64usize, 128usize, 32usize);
     let mut tokens = byte_tokens();
     tokens.push("<|endoftext|>".into());
     let n_vocab = tokens.len();

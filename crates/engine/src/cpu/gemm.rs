@@ -54,7 +54,7 @@ impl<'a, T: Real> MatRef<'a, T> {
 
     /// Element `(i, j)`; `i < rows` and `j < cols` (checked in debug builds).
     #[inline(always)]
-    pub fn at(self, i: usize, j: usize) -> T {
+    pub(crate) fn at(self, i: usize, j: usize) -> T {
         debug_assert!(i < self.rows && j < self.cols);
         // SAFETY: inside the view's extent, checked at construction.
         unsafe { *self.ptr.offset(i as isize * self.rs + j as isize * self.cs) }

@@ -67,7 +67,15 @@ impl Linear {
         stored_transposed: bool,
     ) -> Result<Linear> {
         let shape = if stored_transposed { [in_features, out_features] } else { [out_features, in_features] };
-        let weight = take_param(ck, store, &format!("{module}.weight"), &shape, stored_transposed)?;
+        let wname = format!("{module}.weight");
+        let quantized = ck
+            .take_quantized(&wname)
+            .filter(|q| !stored_transposed && q.rows() == out_features && q.cols() == in_features);
+        let weight = match &quantized {
+            // The weight lives in the quantized matrix; the parameter stays empty and frozen.
+            Some(_) => store.insert(wname, Tensor::from_vec(Vec::<f32>::new(), &[0])?, false)?,
+            None => take_param(ck, store, &wname, &shape, stored_transposed)?,
+        };
         let bias =
             if bias { Some(take_param(ck, store, &format!("{module}.bias"), &[out_features], false)?) } else { None };
         Ok(Linear {
@@ -78,7 +86,7 @@ impl Linear {
             out_features,
             stored_transposed,
             adapter: None,
-            quantized: None,
+            quantized,
         })
     }
 

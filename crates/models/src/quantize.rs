@@ -53,8 +53,9 @@ pub struct QuantReport {
     pub formats: Vec<(String, usize)>,
 }
 
-/// Quantizes every frozen linear layer of `model`'s backbone as `mode` says; `gguf` is the
-/// file the model was loaded from, required by [`BaseQuant::Keep`].
+/// Quantizes every frozen linear layer of `model`'s backbone as `mode` says (layers already
+/// quantized, as a GGUF base loads them, are kept); `gguf` is the file the model was loaded
+/// from, required by [`BaseQuant::Keep`]. The report covers every quantized layer.
 pub fn quantize_frozen(model: &mut Model, mode: BaseQuant, gguf: Option<&GgufFile>) -> Result<QuantReport> {
     let mut report = QuantReport::default();
     if mode == BaseQuant::None {
@@ -121,12 +122,17 @@ pub fn quantize_frozen(model: &mut Model, mode: BaseQuant, gguf: Option<&GgufFil
                 }
             }
         };
-        report.layers += 1;
-        report.f32_bytes += rows * cols * 4;
-        report.quantized_bytes += q.bytes();
-        *formats.entry(q.format().name().to_string()).or_default() += 1;
         model.params.release(id);
         model.backbone_linears_mut()[i].quantized = Some(Arc::new(q));
+    }
+    // Report every quantized layer, including those loaded quantized (a GGUF base).
+    for l in model.backbone_linears_mut() {
+        if let Some(q) = &l.quantized {
+            report.layers += 1;
+            report.f32_bytes += q.rows() * q.cols() * 4;
+            report.quantized_bytes += q.bytes();
+            *formats.entry(q.format().name().to_string()).or_default() += 1;
+        }
     }
     let mut formats: Vec<(String, usize)> = formats.into_iter().collect();
     formats.sort();

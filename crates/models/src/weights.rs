@@ -5,16 +5,29 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype as StDtype, SafeTensors};
+use tunesmith_engine::quant::QuantMatrix;
 use tunesmith_engine::{bf16, f16, Tensor};
 
 use crate::error::{list_names, ModelError, Result};
 
 enum Entry {
-    Mapped { file: usize, dtype: StDtype, shape: Vec<usize>, start: usize, end: usize },
+    Mapped {
+        file: usize,
+        dtype: StDtype,
+        shape: Vec<usize>,
+        start: usize,
+        end: usize,
+    },
     Memory(Tensor),
+    /// A `[rows, cols]` matrix kept quantized (a GGUF base loaded for QLoRA).
+    Quantized {
+        matrix: Arc<QuantMatrix>,
+        shape: Vec<usize>,
+    },
 }
 
 impl Entry {
@@ -22,6 +35,7 @@ impl Entry {
         match self {
             Entry::Mapped { shape, .. } => shape,
             Entry::Memory(t) => t.shape(),
+            Entry::Quantized { shape, .. } => shape,
         }
     }
 }
@@ -118,8 +132,34 @@ impl Checkpoint {
 
     /// A checkpoint over named in-memory tensors (`root` is used in messages).
     pub fn from_tensors(root: &Path, tensors: Vec<(String, Tensor)>) -> Checkpoint {
-        let entries = tensors.into_iter().map(|(n, t)| (n, Entry::Memory(t))).collect();
+        Self::from_parts(root, tensors, Vec::new())
+    }
+
+    /// A checkpoint over in-memory tensors and matrices kept quantized: a linear layer whose
+    /// weight is one of the latter loads it as its quantized base
+    /// ([`Checkpoint::take_quantized`]); anything else reading it gets it dequantized.
+    pub fn from_parts(
+        root: &Path,
+        tensors: Vec<(String, Tensor)>,
+        quantized: Vec<(String, QuantMatrix)>,
+    ) -> Checkpoint {
+        let mut entries: BTreeMap<String, Entry> = tensors.into_iter().map(|(n, t)| (n, Entry::Memory(t))).collect();
+        for (n, q) in quantized {
+            let shape = vec![q.rows(), q.cols()];
+            entries.insert(n, Entry::Quantized { matrix: Arc::new(q), shape });
+        }
         Checkpoint { root: root.to_path_buf(), files: Vec::new(), entries, taken: Default::default() }
+    }
+
+    /// The quantized matrix stored under `name`, if it is one, marked as used.
+    pub fn take_quantized(&self, name: &str) -> Option<Arc<QuantMatrix>> {
+        match self.entries.get(name) {
+            Some(Entry::Quantized { matrix, .. }) => {
+                self.taken.borrow_mut().insert(name.to_string());
+                Some(Arc::clone(matrix))
+            }
+            _ => None,
+        }
     }
 
     /// Where the checkpoint lives (for messages).
@@ -155,6 +195,7 @@ impl Checkpoint {
                 decode(path, name, *dtype, shape, &mmap[*start..*end])
             }
             Entry::Memory(t) => Ok(t.clone()),
+            Entry::Quantized { matrix, shape } => Ok(Tensor::from_vec(matrix.dequantize(), shape)?),
         }
     }
 

@@ -111,3 +111,28 @@ fn keep_needs_a_gguf_file() {
     assert!(e.contains("keep") && e.contains("GGUF"), "{e}");
     assert_eq!(quantize_frozen(&mut model, BaseQuant::None, None).unwrap().layers, 0);
 }
+
+/// A GGUF base loaded with its projections quantized at load time (one tensor at a time) gives
+/// the same model as loading in f32 and quantizing afterwards.
+#[test]
+fn quantizing_at_load_equals_quantizing_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    tiny_llama("llama").write(&path).unwrap();
+    let f = GgufFile::open(&path).unwrap();
+    let ids = [5, 70, 101, 33, 200, 7];
+    for mode in [BaseQuant::Keep, BaseQuant::Q8_0, BaseQuant::Nf4] {
+        let (mut at_load, _) = gguf::load::load_file_quantized(&f, &LoadOptions::new(Task::CausalLm), mode).unwrap();
+        let (mut after, _) = gguf::load::load_file(&f, &LoadOptions::new(Task::CausalLm)).unwrap();
+        let layers = at_load.linears().iter().filter(|l| l.quantized.is_some()).count();
+        assert_eq!(layers, 7, "{mode:?}");
+        assert_eq!(after.linears().iter().filter(|l| l.quantized.is_some()).count(), 0);
+        let cfg = LoraConfig::new(4, 8.0, TargetModules::Names(vec!["q_proj".into(), "down_proj".into()]));
+        lora::attach(&mut at_load, &cfg).unwrap();
+        lora::attach(&mut after, &cfg).unwrap();
+        let report = quantize_frozen(&mut after, mode, Some(&f)).unwrap();
+        assert_eq!(quantize_frozen(&mut at_load, mode, Some(&f)).unwrap(), report, "{mode:?}");
+        let (a, b) = (run(&at_load, &ids).0, run(&after, &ids).0);
+        assert!(rel(&a, &b) < 1e-6, "{mode:?}: {:e}", rel(&a, &b));
+    }
+}

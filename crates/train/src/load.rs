@@ -56,8 +56,21 @@ pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Loads the base model for `task` (with `labels` for classification heads).
+/// Loads the base model for `task` (with `labels` for classification heads), in f32.
 pub fn load_base(reference: &str, task: Task, labels: Option<Vec<String>>, seed: u64) -> Result<Base> {
+    load_base_quantized(reference, task, labels, seed, BaseQuant::None)
+}
+
+/// [`load_base`], with a GGUF base's block projections loaded as `quant` says (one tensor at a
+/// time, so the f32 model never exists whole); other bases load in f32 and are quantized after
+/// the method attaches its adapters ([`quantize_base`]).
+pub fn load_base_quantized(
+    reference: &str,
+    task: Task,
+    labels: Option<Vec<String>>,
+    seed: u64,
+    quant: BaseQuant,
+) -> Result<Base> {
     if is_llama2c(reference) {
         if task != Task::CausalLm {
             return Err(TrainError::Config(format!(
@@ -77,7 +90,7 @@ pub fn load_base(reference: &str, task: Task, labels: Option<Vec<String>>, seed:
         let file = gguf::GgufFile::open(Path::new(reference))?;
         let dir = gguf::companion_dir(&file)?;
         let tokenizer = Tokenizer::from_dir(&dir)?;
-        let (model, _) = gguf::load::load_file(&file, &opts)?;
+        let (model, _) = gguf::load::load_file_quantized(&file, &opts, quant)?;
         return Ok(Base { model, tokenizer, dir });
     }
     let dir = tunesmith_models::hub::resolve_model(reference)?;

@@ -243,7 +243,10 @@ impl Trainer {
             TaskKind::Regression => Some(vec!["score".into()]),
             TaskKind::CausalLm | TaskKind::Embedding => None,
         };
-        let mut model = load::load_base(&cfg.model.path, model_task(cfg.task.kind), labels, cfg.train.seed)?.model;
+        let quant = tunesmith_models::quantize::BaseQuant::parse(&cfg.model.quantize)
+            .unwrap_or(tunesmith_models::quantize::BaseQuant::None);
+        let mut model =
+            load::load_base_quantized(&cfg.model.path, model_task(cfg.task.kind), labels, cfg.train.seed, quant)?.model;
         if let Some(p) = cfg.train.dropout {
             model.set_dropout(p as f32);
         }

@@ -12,9 +12,11 @@ use tunesmith_engine::Tensor;
 use super::reader::{GgufFile, TensorInfo};
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
-use crate::llama2c::permute_rotary;
+use crate::llama2c::{permute_rotary, permute_rows};
 use crate::model::{LoadOptions, LoadReport, Model};
+use crate::quantize::BaseQuant;
 use crate::weights::Checkpoint;
+use tunesmith_engine::quant::QuantMatrix;
 
 /// The architectures (`general.architecture`) this loader reads.
 pub const ARCHITECTURES: [&str; 4] = ["llama", "mistral", "qwen2", "gemma3"];
@@ -214,14 +216,62 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<(Model, LoadReport)> {
 
 /// Loads an opened GGUF file's model for a task.
 pub fn load_file(f: &GgufFile, opts: &LoadOptions) -> Result<(Model, LoadReport)> {
+    load_file_quantized(f, opts, BaseQuant::None)
+}
+
+/// Whether a GGUF tensor is a projection of a block (the weights a quantized base holds).
+fn is_block_projection(name: &str) -> bool {
+    name.starts_with("blk.")
+        && name.ends_with(".weight")
+        && ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
+            .iter()
+            .any(|m| name.contains(&format!(".{m}.")))
+}
+
+/// Loads an opened GGUF file's model with its block projections held as `quant` says, one
+/// tensor at a time, so that the f32 model never exists whole: `keep` takes the file's own
+/// blocks (q/k rows moved as whole block rows), `nf4` and `q8_0` quantize each dequantized
+/// weight. The layers load frozen, with their `weight` parameters empty.
+pub fn load_file_quantized(f: &GgufFile, opts: &LoadOptions, quant: BaseQuant) -> Result<(Model, LoadReport)> {
     let arch = f.str("general.architecture")?.to_string();
     let cfg = ModelConfig::from_json(f.path(), config_json(f)?)?;
     let mut tensors = Vec::with_capacity(f.tensors.len());
+    let mut quantized = Vec::new();
     for info in &f.tensors {
+        if quant != BaseQuant::None && is_block_projection(&info.name) && info.dims.len() == 2 {
+            let Some(name) = hf_name_for(&arch, &info.name) else { continue };
+            let shape = info.shape();
+            let (rows, cols) = (shape[0], shape[1]);
+            let matrix = match quant {
+                BaseQuant::Keep => {
+                    let bytes = f.tensor_bytes(info);
+                    let row_bytes = bytes.len() / rows;
+                    let heads = if name.contains(".q_proj.") { cfg.num_heads } else { cfg.num_kv_heads };
+                    let bytes = if (arch == "llama" || arch == "mistral")
+                        && (name.contains(".q_proj.") || name.contains(".k_proj."))
+                    {
+                        permute_rows(bytes, heads, rows, row_bytes)
+                    } else {
+                        bytes.to_vec()
+                    };
+                    QuantMatrix::from_ggml(info.ty, rows, cols, bytes)?
+                }
+                _ => {
+                    let data =
+                        permute_for(&arch, &name, f.dequantize(info)?, rows, cols, cfg.num_heads, cfg.num_kv_heads);
+                    match quant {
+                        BaseQuant::Nf4 => QuantMatrix::nf4(&data, rows, cols)?,
+                        _ => QuantMatrix::q8_0(&data, rows, cols)?,
+                    }
+                }
+            };
+            quantized.push((name, matrix));
+            continue;
+        }
         if let Some(t) = convert(f, &arch, info, &cfg)? {
             tensors.push(t);
         }
     }
-    let ck = Checkpoint::from_tensors(f.path(), tensors);
+    let ck = Checkpoint::from_parts(f.path(), tensors, quantized);
     Model::from_checkpoint(cfg, &ck, opts)
 }

@@ -35,36 +35,34 @@ pub struct Llama2cHeader {
     pub shared_classifier: bool,
 }
 
-/// [`permute_rotary`] on rows of raw bytes (`row_bytes` each), as quantized rows are moved.
-pub(crate) fn permute_rows(w: &[u8], n_heads: usize, rows: usize, row_bytes: usize) -> Vec<u8> {
+/// For each row of a q/k projection in Hugging Face's rotate-half layout (i, i + head/2 of a
+/// head), the row it comes from in the interleaved rotary layout of llama2.c and llama.cpp
+/// (pairs 2i, 2i+1).
+pub(crate) fn interleaved_source_rows(n_heads: usize, rows: usize) -> Vec<usize> {
     let head = rows / n_heads;
     let half = head / 2;
-    let mut out = vec![0u8; w.len()];
+    let mut order = vec![0; rows];
     for h in 0..n_heads {
         for j in 0..head {
-            let dst = h * head + (j % 2) * half + j / 2;
-            let src = h * head + j;
-            out[dst * row_bytes..(dst + 1) * row_bytes].copy_from_slice(&w[src * row_bytes..(src + 1) * row_bytes]);
+            order[h * head + (j % 2) * half + j / 2] = h * head + j;
         }
     }
-    out
+    order
 }
 
-/// Rows of each head of a q/k projection from the interleaved rotary layout (llama.c, llama.cpp:
-/// pairs 2i, 2i+1) to the rotate-half layout of Hugging Face (i, i + head/2).
+/// Rows of `w` (each `width` elements) reordered: row `i` of the result is row `order[i]`.
+pub(crate) fn gather_rows<T: Copy>(w: &[T], order: &[usize], width: usize) -> Vec<T> {
+    order.iter().flat_map(|&src| w[src * width..(src + 1) * width].iter().copied()).collect()
+}
+
+/// Rows of each head of a q/k projection from the interleaved rotary layout to Hugging Face's.
 pub(crate) fn permute_rotary(w: &[f32], n_heads: usize, rows: usize, cols: usize) -> Vec<f32> {
-    let head = rows / n_heads;
-    let half = head / 2;
-    let mut out = vec![0.0f32; w.len()];
-    for h in 0..n_heads {
-        for j in 0..head {
-            // llama2.c row 2i / 2i+1 of a head → HF row i / i + head/2.
-            let dst = h * head + (j % 2) * half + j / 2;
-            let src = h * head + j;
-            out[dst * cols..(dst + 1) * cols].copy_from_slice(&w[src * cols..(src + 1) * cols]);
-        }
-    }
-    out
+    gather_rows(w, &interleaved_source_rows(n_heads, rows), cols)
+}
+
+/// [`permute_rotary`] on rows of raw bytes (`row_bytes` each), as quantized rows are moved.
+pub(crate) fn permute_rows(w: &[u8], n_heads: usize, rows: usize, row_bytes: usize) -> Vec<u8> {
+    gather_rows(w, &interleaved_source_rows(n_heads, rows), row_bytes)
 }
 
 /// Reads a llama2.c checkpoint into a causal-LM [`Model`].

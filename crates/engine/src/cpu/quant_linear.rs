@@ -11,16 +11,24 @@ fn panel_rows(w: &QuantMatrix) -> usize {
     ((2 << 20) / (4 * w.cols().max(1))).clamp(16, w.rows().max(16))
 }
 
-/// y = x·Wᵀ (+ bias) for `x` `[n, in]`; returns `[n, out]`.
-pub fn forward(x: &[f32], n: usize, w: &QuantMatrix, bias: Option<&[f32]>) -> Vec<f32> {
+/// Calls `f(first_row, rows, panel)` for each panel of W, dequantized into one reused buffer.
+fn for_each_panel(w: &QuantMatrix, mut f: impl FnMut(usize, usize, &[f32])) {
     let (out, inp) = (w.rows(), w.cols());
-    let mut y = vec![0f32; n * out];
     let panel = panel_rows(w);
     let mut buf = vec![0f32; panel.min(out) * inp];
     for p0 in (0..out).step_by(panel) {
         let rows = panel.min(out - p0);
         let wp = &mut buf[..rows * inp];
         w.dequantize_rows(p0, wp);
+        f(p0, rows, wp);
+    }
+}
+
+/// y = x·Wᵀ (+ bias) for `x` `[n, in]`; returns `[n, out]`.
+pub fn forward(x: &[f32], n: usize, w: &QuantMatrix, bias: Option<&[f32]>) -> Vec<f32> {
+    let (out, inp) = (w.rows(), w.cols());
+    let mut y = vec![0f32; n * out];
+    for_each_panel(w, |p0, rows, wp| {
         matmul(
             MatMut::strided(&mut y, p0, n, rows, out, 1),
             MatRef::row_major(x, n, inp),
@@ -28,7 +36,7 @@ pub fn forward(x: &[f32], n: usize, w: &QuantMatrix, bias: Option<&[f32]>) -> Ve
             1.0,
             false,
         );
-    }
+    });
     if let Some(b) = bias {
         for row in y.chunks_exact_mut(out) {
             row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
@@ -41,12 +49,7 @@ pub fn forward(x: &[f32], n: usize, w: &QuantMatrix, bias: Option<&[f32]>) -> Ve
 pub fn backward_dx(dy: &[f32], n: usize, w: &QuantMatrix) -> Vec<f32> {
     let (out, inp) = (w.rows(), w.cols());
     let mut dx = vec![0f32; n * inp];
-    let panel = panel_rows(w);
-    let mut buf = vec![0f32; panel.min(out) * inp];
-    for p0 in (0..out).step_by(panel) {
-        let rows = panel.min(out - p0);
-        let wp = &mut buf[..rows * inp];
-        w.dequantize_rows(p0, wp);
+    for_each_panel(w, |p0, rows, wp| {
         matmul(
             MatMut::row_major(&mut dx, n, inp),
             MatRef::strided(dy, p0, n, rows, out, 1),
@@ -54,6 +57,6 @@ pub fn backward_dx(dy: &[f32], n: usize, w: &QuantMatrix) -> Vec<f32> {
             1.0,
             p0 > 0,
         );
-    }
+    });
     dx
 }

@@ -56,17 +56,11 @@ impl ExportQuant {
 /// The inverse of [`crate::llama2c::permute_rotary`]: Hugging Face rotate-half rows back to
 /// llama.cpp's interleaved pairs.
 fn unpermute_rotary(w: &[f32], n_heads: usize, rows: usize, cols: usize) -> Vec<f32> {
-    let head = rows / n_heads;
-    let half = head / 2;
-    let mut out = vec![0.0f32; w.len()];
-    for h in 0..n_heads {
-        for j in 0..head {
-            let hf = h * head + (j % 2) * half + j / 2;
-            let gg = h * head + j;
-            out[gg * cols..(gg + 1) * cols].copy_from_slice(&w[hf * cols..(hf + 1) * cols]);
-        }
+    let mut inverse = vec![0; rows];
+    for (hf, src) in crate::llama2c::interleaved_source_rows(n_heads, rows).into_iter().enumerate() {
+        inverse[src] = hf;
     }
-    out
+    crate::llama2c::gather_rows(w, &inverse, cols)
 }
 
 /// Rows of a q or k projection (or of its LoRA B) in the file's layout.

@@ -622,7 +622,10 @@ impl RunConfig {
         if self.model.quantize == "keep" && !tunesmith_models::gguf::is_gguf_reference(&self.model.path) {
             return bad(
                 "model.quantize",
-                "\"keep\" keeps a GGUF file's blocks, but model.path is not a GGUF file".into(),
+                format!(
+                    "\"keep\" keeps a GGUF file's blocks, but model.path \"{}\" is not a GGUF file (or does not exist)",
+                    self.model.path
+                ),
             );
         }
         let t = &self.train;

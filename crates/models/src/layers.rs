@@ -102,15 +102,17 @@ impl Linear {
     pub fn forward<'m>(&self, g: &Graph<'m>, p: &ParamStore, x: &Var) -> Result<Var> {
         let b = self.bias.map(|id| g.param(p, id));
         if let Some(q) = &self.quantized {
-            let y = g.quant_linear(x, q, b.as_ref())?;
-            return match &self.adapter {
-                Some(Adapter::Lora(l)) if l.merged_from.is_none() => {
-                    let xin = if l.dropout > 0.0 { g.dropout(x, l.dropout)? } else { x.clone() };
-                    let low = g.linear(&g.linear(&xin, &g.param(p, l.a), None)?, &g.param(p, l.b), None)?;
-                    Ok(g.add(&y, &g.scale(&low, l.scale)?)?)
-                }
-                _ => Ok(y),
-            };
+            return Ok(match &self.adapter {
+                Some(Adapter::Lora(l)) if l.merged_from.is_none() => g.quant_lora_linear(
+                    x,
+                    q,
+                    b.as_ref(),
+                    &g.param(p, l.a),
+                    &g.param(p, l.b),
+                    LoraSpec { scale: l.scale, dropout: l.dropout },
+                )?,
+                _ => g.quant_linear(x, q, b.as_ref())?,
+            });
         }
         let w = g.param(p, self.weight);
         let y = match &self.adapter {

@@ -40,6 +40,13 @@ pub fn forward<T: Real>(
     d: LoraDims,
 ) -> (Vec<T>, Vec<T>) {
     let mut y = linear::forward(x, w, b, d.n, d.inp, d.out);
+    let xa = low_rank_forward(x, a, bm, &mut y, d);
+    (y, xa)
+}
+
+/// Adds the low-rank path `s·(drop(x)·Aᵀ)·Bᵀ` to the base output `y` `[n, out]` and returns
+/// `xa = drop(x)·Aᵀ` for the backward. Shared by every base a LoRA sits on (dense or quantized).
+pub fn low_rank_forward<T: Real>(x: &[T], a: &[T], bm: &[T], y: &mut [T], d: LoraDims) -> Vec<T> {
     let xd;
     let x_in: &[T] = if d.dropout > 0.0 {
         xd = dropout::apply(x, d.dropout, d.seed);
@@ -49,13 +56,13 @@ pub fn forward<T: Real>(
     };
     let xa = narrow::product(x_in, d.n, d.inp, &transpose_2d(a, d.r, d.inp), d.r, T::ONE);
     matmul(
-        MatMut::row_major(&mut y, d.n, d.out),
+        MatMut::row_major(y, d.n, d.out),
         MatRef::row_major(&xa, d.n, d.r),
         MatRef::row_major(bm, d.out, d.r).t(),
         T::from_f64(d.scale),
         true,
     );
-    (y, xa)
+    xa
 }
 
 /// Which gradients lora_linear's backward must produce.
@@ -100,9 +107,28 @@ pub fn backward<T: Real>(
     need: LoraNeeds,
 ) -> LoraGrads<T> {
     let base = linear::backward(dy, Some(x), Some(w), d.n, d.inp, d.out, need.dx, need.dw, need.db);
+    let mut dx = base.dx;
+    let (da, dbm) = low_rank_backward(dy, x, a, bm, xa, d, need, dx.as_deref_mut());
+    LoraGrads { dx, dw: base.dw, db: base.db, da, dbm }
+}
+
+/// Backward of [`low_rank_forward`]: returns `(dA, dB)` as `need` asks and adds the low-rank
+/// path's share of dx into `dx` (the base's dx, already computed) when given.
+#[allow(clippy::too_many_arguments)]
+pub fn low_rank_backward<T: Real>(
+    dy: &[T],
+    x: &[T],
+    a: &[T],
+    bm: &[T],
+    xa: &[T],
+    d: LoraDims,
+    need: LoraNeeds,
+    dx: Option<&mut [T]>,
+) -> (Option<Vec<T>>, Option<Vec<T>>) {
     let scale = T::from_f64(d.scale);
+    let want_dx = dx.is_some();
     // dB = s·dyᵀ·xa [out, r] and dxa = s·dy·B [n, r], in one pass over dy when both are needed.
-    let (dxa, dbm) = match (need.da || need.dx, need.dbm) {
+    let (dxa, dbm) = match (need.da || want_dx, need.dbm) {
         (true, true) => {
             let (dxa, dbm) = narrow::product_and_reduce(dy, d.n, d.out, bm, xa, d.r, scale);
             (Some(dxa), Some(dbm))
@@ -112,7 +138,6 @@ pub fn backward<T: Real>(
         (false, false) => (None, None),
     };
     let mut da = None;
-    let mut dx = base.dx;
     if let Some(dxa) = dxa {
         if need.da {
             let xd;
@@ -125,7 +150,7 @@ pub fn backward<T: Real>(
             // dA = dxaᵀ·x [r, in], computed as its transpose xᵀ·dxa [in, r].
             da = Some(transpose_2d(&narrow::reduce(x_in, d.n, d.inp, &dxa, d.r, T::ONE), d.inp, d.r));
         }
-        if let Some(dx) = dx.as_mut() {
+        if let Some(dx) = dx {
             if d.dropout > 0.0 {
                 let mut dxd = vec![T::ZERO; d.n * d.inp];
                 matmul(
@@ -150,5 +175,5 @@ pub fn backward<T: Real>(
             }
         }
     }
-    LoraGrads { dx, dw: base.dw, db: base.db, da, dbm }
+    (da, dbm)
 }

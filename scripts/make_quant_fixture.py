@@ -7,7 +7,10 @@ For every ggml type tunesmith reads, writes raw blocks and the f32 bit patterns 
     quantized fields occurs), for all thirteen types;
   - real blocks: the first blocks of tensors of the real models, for the types they hold
     (SmolLM2-135M-Instruct Q4_1: Q4_1, Q8_0, F32; Gemma 3 270M Q4_K_M: Q5_0, Q4_K, Q6_K, Q8_0, F32),
-    when their GGUF files are given.
+    when their GGUF files are given;
+  - quantizations: seeded f32 weights (with outliers and an all-zero block) and the bytes
+    gguf-py's `gguf.quants.quantize` makes of them, for the legacy types tunesmith writes
+    (Q8_0, Q5_0).
 
   python3 scripts/make_quant_fixture.py crates/engine/tests/fixtures/quant_gguf_py.json \
       [SmolLM2-135M-Instruct.Q4_1.gguf gemma-3-270m-q4_k_m.gguf]
@@ -72,6 +75,19 @@ def real(path, label):
     return out
 
 
+def quantizations():
+    from gguf.quants import quantize
+    rng = np.random.default_rng(20261207)
+    x = (rng.standard_normal(32 * 64) * 0.02).astype(np.float32)
+    x[::97] *= 9.0
+    x[32:64] = 0.0
+    out = []
+    for qtype in (T.Q8_0, T.Q5_0):
+        raw = quantize(x.reshape(-1, 32), qtype).reshape(-1)
+        out.append({"type": qtype.name, "bits": [int(v) for v in x.view(np.uint32)], "bytes": raw.tobytes().hex()})
+    return out
+
+
 def main():
     dest = sys.argv[1]
     rng = np.random.default_rng(20261206)
@@ -79,7 +95,8 @@ def main():
     for path in sys.argv[2:]:
         cases += real(path, path.rsplit("/", 1)[-1])
     with open(dest, "w") as f:
-        json.dump({"generator": f"gguf-py {getattr(gguf, '__version__', '?')}", "cases": cases}, f)
+        json.dump({"generator": f"gguf-py {getattr(gguf, '__version__', '?')}", "cases": cases,
+                   "quantize": quantizations()}, f)
         f.write("\n")
     print(f"{dest}: {len(cases)} cases")
 

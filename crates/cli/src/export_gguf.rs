@@ -35,7 +35,7 @@ fn base_gguf(run_dir: &Path) -> Result<PathBuf> {
 /// Exports a run to GGUF: the model with `quant` (`lora` false) or its LoRA adapter.
 pub fn export(run_dir: &Path, lora_only: bool, quant: &str, out: &Path) -> Result<()> {
     let quant = ExportQuant::parse(quant).ok_or_else(|| {
-        BadInput(format!("--quant {quant} is not supported for GGUF export (f32, f16 and q8_0 are; q4_k_m is not yet)"))
+        BadInput(format!("--quant {quant} is not supported for GGUF export (use f32, f16, q8_0 or q4_k_m)"))
     })?;
     let source_path = base_gguf(run_dir)?;
     let source = GgufFile::open(&source_path)?;

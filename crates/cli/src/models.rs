@@ -236,7 +236,7 @@ pub struct ExportArgs {
     /// What to export.
     #[arg(long, value_enum)]
     format: ExportFormat,
-    /// Weight encoding of `--format gguf`: f32, f16 or q8_0.
+    /// Weight encoding of `--format gguf`: f32, f16, q8_0 or q4_k_m (llama.cpp's mixture).
     #[arg(long, default_value = "f16")]
     quant: String,
     /// Destination folder (a file for the GGUF formats).

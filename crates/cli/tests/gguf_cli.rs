@@ -83,7 +83,7 @@ fn smollm2_answers_from_its_q4_1_file() {
 }
 
 /// A LoRA run on a GGUF base exports to a merged GGUF (q8_0) and a llama.cpp LoRA GGUF, both of
-/// which generate again; a non-GGUF quantization is refused with exit code 2.
+/// which generate again, and to Q4_K_M; a quantization we do not write is refused with exit code 2.
 #[test]
 fn a_lora_run_on_a_gguf_base_exports_gguf_model_and_adapter() {
     let tmp = tempfile::tempdir().unwrap();
@@ -153,10 +153,17 @@ fn a_lora_run_on_a_gguf_base_exports_gguf_model_and_adapter() {
         Some(&cache),
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Q4_K_M: written, and it generates.
+    let q4 = tmp.path().join("q4_k_m.gguf");
+    let o =
+        tunesmith(&["export", r, "--format", "gguf", "--quant", "q4_k_m", "--out", q4.to_str().unwrap()], Some(&cache));
+    assert!(o.status.success(), "q4_k_m: {}", String::from_utf8_lossy(&o.stderr));
+    let o = generate(&q4, "the cat", Some(&cache));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = tmp.path().join("x.gguf");
     let o = tunesmith(
-        &["export", r, "--format", "gguf", "--quant", "q4_k_m", "--out", out.to_str().unwrap()],
+        &["export", r, "--format", "gguf", "--quant", "q3_k_s", "--out", out.to_str().unwrap()],
         Some(&cache),
     );
-    refused(&o, &["q4_k_m"]);
+    refused(&o, &["q3_k_s"]);
 }

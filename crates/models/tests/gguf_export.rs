@@ -2,7 +2,9 @@
 //! a model with trained-looking LoRA adapters, written as a llama.cpp LoRA GGUF and loaded back
 //! onto the base, gives the same logits; merged and written as an F32 / F16 / Q8_0 GGUF and
 //! loaded back, it gives the merged model's logits within each encoding's error (F32 1e-5,
-//! F16 5e-3, Q8_0 5e-2 of the largest logit, with the same greedy token everywhere).
+//! F16 5e-3, Q8_0 5e-2, Q4_K_M 0.15 of the largest logit, with the same greedy token
+//! everywhere, or for Q4_K_M at all but one position in eight). A Q4_K_M export of Gemma 3
+//! picks, tensor by tensor, the types of the published Q4_K_M file.
 
 use std::path::Path;
 
@@ -43,7 +45,7 @@ fn adapted(source: &GgufFile) -> Model {
     model
 }
 
-fn round_trip(path: &Path, ids: &[i64], q8_tol: f64) {
+fn round_trip(path: &Path, ids: &[i64], q8_tol: f64, q4_tol: f64) {
     let dir = tempfile::tempdir().unwrap();
     let source = GgufFile::open(path).unwrap();
     let mut model = adapted(&source);
@@ -65,7 +67,9 @@ fn round_trip(path: &Path, ids: &[i64], q8_tol: f64) {
     lora::merge_and_unload(&mut model).unwrap();
     let merged = logits(&model, ids);
     assert!(rel(&merged, &with_adapters) < 1e-4);
-    for (quant, tol) in [(ExportQuant::F32, 1e-5), (ExportQuant::F16, 5e-3), (ExportQuant::Q8_0, q8_tol)] {
+    for (quant, tol) in
+        [(ExportQuant::F32, 1e-5), (ExportQuant::F16, 5e-3), (ExportQuant::Q8_0, q8_tol), (ExportQuant::Q4KM, q4_tol)]
+    {
         let out = dir.path().join("model.gguf");
         export::write_model(&source, &model, quant, &out).unwrap();
         let f = GgufFile::open(&out).unwrap();
@@ -82,9 +86,15 @@ fn round_trip(path: &Path, ids: &[i64], q8_tol: f64) {
         let argmax = |v: &[f64], pos: usize| {
             (0..vocab).max_by(|&a, &b| v[pos * vocab + a].total_cmp(&v[pos * vocab + b])).unwrap()
         };
-        for pos in 0..ids.len() {
-            assert_eq!(argmax(&got, pos), argmax(&merged, pos), "{quant:?} export: greedy token at {pos}");
-        }
+        let same = (0..ids.len()).filter(|&pos| argmax(&got, pos) == argmax(&merged, pos)).count();
+        // Q4_K_M (4–5 bits a weight) may flip a near tie; at most one position in eight.
+        let allowed = if quant == ExportQuant::Q4KM { ids.len() / 8 } else { 0 };
+        assert!(
+            same + allowed >= ids.len(),
+            "{quant:?} export: greedy token differs at {} of {} positions",
+            ids.len() - same,
+            ids.len()
+        );
     }
 }
 
@@ -93,11 +103,27 @@ fn tiny_llama_exports_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.gguf");
     tiny_llama("llama").write(&path).unwrap();
-    round_trip(&path, &[5, 70, 101, 33, 200, 7, 12], 2e-2);
+    round_trip(&path, &[5, 70, 101, 33, 200, 7, 12], 2e-2, 3e-2);
+}
+
+#[test]
+fn q4_k_m_export_of_gemma3_picks_the_types_of_the_published_file() {
+    let Some(path) = fetched_gguf("gemma3") else { return };
+    let source = GgufFile::open(&path).unwrap();
+    let (model, _) = gguf::load::load_file(&source, &LoadOptions::new(Task::CausalLm)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gemma-q4_k_m.gguf");
+    export::write_model(&source, &model, ExportQuant::Q4KM, &out).unwrap();
+    let written = GgufFile::open(&out).unwrap();
+    assert_eq!(written.tensors.len(), source.tensors.len());
+    for (ours, theirs) in written.tensors.iter().zip(&source.tensors) {
+        assert_eq!(ours.name, theirs.name);
+        assert_eq!(ours.ty, theirs.ty, "{}", ours.name);
+    }
 }
 
 #[test]
 fn smollm2_exports_round_trip() {
     let Some(path) = fetched_gguf("smollm2") else { return };
-    round_trip(&path, &[1, 4093, 198, 19161, 253, 421, 30614, 563], 5e-2);
+    round_trip(&path, &[1, 4093, 198, 19161, 253, 421, 30614, 563], 5e-2, 0.15);
 }

@@ -5,12 +5,14 @@
 //! Dequantization follows the reference arithmetic of gguf-py (`gguf.quants`) operation for
 //! operation in f32, so its results are bit-identical (checked against fixtures it wrote).
 
+mod encode;
 mod kquants;
 mod legacy;
 mod matrix;
 
 use crate::error::{EngineError, Result};
 
+pub use encode::{quantize_q4_k, quantize_q5_0, quantize_q6_k};
 pub use kquants::QK_K;
 pub use legacy::{quantize_q8_0, QK};
 pub use matrix::{QuantFormat, QuantMatrix, NF4_BLOCK, NF4_LEVELS};
@@ -209,6 +211,34 @@ pub fn dequantize_into(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()
         GgmlType::Q6K => blocks.for_each(|(b, o)| kquants::q6_k(b, o)),
     }
     Ok(())
+}
+
+/// Quantizes `x` into type `ty`: F32, F16, Q8_0, Q5_0, Q4_K or Q6_K (the types tunesmith
+/// writes). Errors for other types and for lengths that are not whole blocks.
+pub fn quantize(ty: GgmlType, x: &[f32]) -> Result<Vec<u8>> {
+    let bytes = ty.bytes_for(x.len()).ok_or_else(|| {
+        EngineError::invalid(
+            "quantize",
+            format!("{} weights are not whole {} blocks of {}", x.len(), ty.name(), ty.block_len()),
+        )
+    })?;
+    let mut out = vec![0u8; bytes];
+    let (bl, bb) = (ty.block_len(), ty.block_bytes());
+    let blocks = x.chunks_exact(bl).zip(out.chunks_exact_mut(bb));
+    match ty {
+        GgmlType::F32 => blocks.for_each(|(x, o)| o.copy_from_slice(&x[0].to_le_bytes())),
+        GgmlType::F16 => {
+            blocks.for_each(|(x, o)| o.copy_from_slice(&half::f16::from_f32(x[0]).to_bits().to_le_bytes()))
+        }
+        GgmlType::Q8_0 => blocks.for_each(|(x, o)| quantize_q8_0(x, o)),
+        GgmlType::Q5_0 => blocks.for_each(|(x, o)| quantize_q5_0(x, o)),
+        GgmlType::Q4K => blocks.for_each(|(x, o)| quantize_q4_k(x, o)),
+        GgmlType::Q6K => blocks.for_each(|(x, o)| quantize_q6_k(x, o)),
+        other => {
+            return Err(EngineError::invalid("quantize", format!("tunesmith does not write {}", other.name())));
+        }
+    }
+    Ok(out)
 }
 
 /// The f32 value of little-endian f16 bytes.

@@ -37,3 +37,74 @@ fn q8_0_quantization_round_trips_within_about_half_a_step() {
         }
     }
 }
+
+/// A smooth signal plus a few outliers, with positive and negative blocks.
+fn test_weights(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let x = ((i as f32) * 0.731).sin() * 0.05 + ((i as f32) * 0.013).cos() * 0.02;
+            if i % 97 == 0 {
+                x * 8.0
+            } else {
+                x
+            }
+        })
+        .collect()
+}
+
+/// Root-mean-square error of `back` against `x`, relative to x's RMS.
+fn rel_rms(x: &[f32], back: &[f32]) -> f64 {
+    let e: f64 = x.iter().zip(back).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
+    let s: f64 = x.iter().map(|a| (*a as f64).powi(2)).sum();
+    (e / s).sqrt()
+}
+
+#[test]
+fn written_types_round_trip_through_their_dequantizers_with_the_expected_error() {
+    let x = test_weights(4 * 256);
+    // Relative RMS error bounds by bits per weight, on weights with outliers (measured:
+    // F16 0.02%, Q8_0 0.85%, Q6_K 2.4%, Q5_0 6.8%, Q4_K 8.0%).
+    for (ty, bound) in [
+        (GgmlType::F32, 0.0),
+        (GgmlType::F16, 1e-3),
+        (GgmlType::Q8_0, 0.01),
+        (GgmlType::Q6K, 0.03),
+        (GgmlType::Q5_0, 0.08),
+        (GgmlType::Q4K, 0.1),
+    ] {
+        let bytes = quantize(ty, &x).unwrap();
+        assert_eq!(bytes.len(), ty.bytes_for(x.len()).unwrap(), "{}", ty.name());
+        let back = dequantize(ty, &bytes, x.len()).unwrap();
+        let err = rel_rms(&x, &back);
+        assert!(err <= bound, "{}: relative RMS error {err:.4} over {bound}", ty.name());
+        // Quantizing what came back changes nothing more than rounding noise.
+        let again = dequantize(ty, &quantize(ty, &back).unwrap(), x.len()).unwrap();
+        assert!(rel_rms(&back, &again) <= bound, "{}: not stable under re-quantization", ty.name());
+    }
+}
+
+#[test]
+fn more_bits_give_less_error_and_zeros_stay_zero() {
+    let x = test_weights(2 * 256);
+    let err = |ty| rel_rms(&x, &dequantize(ty, &quantize(ty, &x).unwrap(), x.len()).unwrap());
+    assert!(err(GgmlType::Q8_0) < err(GgmlType::Q6K));
+    assert!(err(GgmlType::Q6K) < err(GgmlType::Q5_0));
+    assert!(err(GgmlType::Q6K) < err(GgmlType::Q4K));
+    for ty in [GgmlType::Q5_0, GgmlType::Q4K, GgmlType::Q6K, GgmlType::Q8_0] {
+        let zeros = vec![0f32; 256];
+        let back = dequantize(ty, &quantize(ty, &zeros).unwrap(), 256).unwrap();
+        assert!(back.iter().all(|v| *v == 0.0), "{}: zeros did not stay zero", ty.name());
+        // A constant block (all positive) comes back close: Q4_K's minimum handles the offset.
+        let c = vec![0.25f32; 256];
+        let back = dequantize(ty, &quantize(ty, &c).unwrap(), 256).unwrap();
+        assert!(back.iter().all(|v| (v - 0.25).abs() < 0.01), "{}: constant block off", ty.name());
+    }
+}
+
+#[test]
+fn quantize_rejects_partial_blocks_and_unwritten_types() {
+    assert!(quantize(GgmlType::Q4K, &[0.0; 255]).is_err());
+    assert!(quantize(GgmlType::Q5_0, &[0.0; 33]).is_err());
+    let err = quantize(GgmlType::Q2K, &[0.0; 256]).unwrap_err().to_string();
+    assert!(err.contains("Q2_K"), "{err}");
+}

@@ -10,10 +10,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use tunesmith_engine::quant::{quantize_q8_0, GgmlType};
+use tunesmith_engine::quant::{self, GgmlType};
 use tunesmith_engine::Tensor;
 
 use super::load::hf_name_for;
+use super::mixture;
 use super::reader::{GgufFile, Value};
 use super::writer::GgufWriter;
 use crate::error::{ModelError, Result};
@@ -30,15 +31,18 @@ pub enum ExportQuant {
     F16,
     /// ggml's 8-bit blocks of 32.
     Q8_0,
+    /// llama.cpp's Q4_K_M mixture: Q4_K, with Q6_K where it matters (see [`super::mixture`]).
+    Q4KM,
 }
 
 impl ExportQuant {
-    /// Parses `f32`, `f16` or `q8_0`.
+    /// Parses `f32`, `f16`, `q8_0` or `q4_k_m`.
     pub fn parse(s: &str) -> Option<ExportQuant> {
         match s.to_ascii_lowercase().as_str() {
             "f32" => Some(ExportQuant::F32),
             "f16" => Some(ExportQuant::F16),
             "q8_0" => Some(ExportQuant::Q8_0),
+            "q4_k_m" => Some(ExportQuant::Q4KM),
             _ => None,
         }
     }
@@ -49,6 +53,7 @@ impl ExportQuant {
             ExportQuant::F32 => 0,
             ExportQuant::F16 => 1,
             ExportQuant::Q8_0 => 7,
+            ExportQuant::Q4KM => 15,
         }
     }
 }
@@ -77,21 +82,6 @@ fn to_file_layout(arch: &str, hf: &str, data: Vec<f32>, rows: usize, cols: usize
     data
 }
 
-fn encode(data: &[f32], ty: GgmlType) -> Vec<u8> {
-    match ty {
-        GgmlType::F32 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        GgmlType::F16 => data.iter().flat_map(|v| half::f16::from_f32(*v).to_bits().to_le_bytes()).collect(),
-        GgmlType::Q8_0 => {
-            let mut out = vec![0u8; data.len() / 32 * 34];
-            for (block, o) in data.chunks_exact(32).zip(out.chunks_exact_mut(34)) {
-                quantize_q8_0(block, o);
-            }
-            out
-        }
-        other => unreachable!("export never writes {}", other.name()),
-    }
-}
-
 /// The metadata of `source` with `overrides` applied (in place, or appended).
 fn metadata(source: &GgufFile, overrides: &[(&str, Value)], drop: &[&str]) -> GgufWriter {
     let mut w = GgufWriter::new();
@@ -113,6 +103,7 @@ pub fn write_model(source: &GgufFile, model: &Model, quant: ExportQuant, out: &P
     let arch = source.str("general.architecture")?.to_string();
     let mut tensors: HashMap<String, Tensor> = model.export_tensors()?.into_iter().collect();
     let mut w = metadata(source, &[("general.file_type", Value::U32(quant.file_type()))], &[]);
+    let has_output = source.tensors.iter().any(|t| t.name == "output.weight");
     for info in &source.tensors {
         let Some(hf) = hf_name_for(&arch, &info.name) else { continue };
         let t = tensors.remove(&hf).ok_or_else(|| {
@@ -126,14 +117,21 @@ pub fn write_model(source: &GgufFile, model: &Model, quant: ExportQuant, out: &P
         if arch == "gemma3" && hf.ends_with("norm.weight") {
             data.iter_mut().for_each(|v| *v += 1.0);
         }
+        let cols = shape[shape.len() - 1];
         let ty = match (shape.len(), quant) {
             (1, _) => GgmlType::F32,
             (_, ExportQuant::F32) => GgmlType::F32,
             (_, ExportQuant::F16) => GgmlType::F16,
-            (_, ExportQuant::Q8_0) if shape[shape.len() - 1] % 32 == 0 => GgmlType::Q8_0,
+            (_, ExportQuant::Q8_0) if cols % 32 == 0 => GgmlType::Q8_0,
             (_, ExportQuant::Q8_0) => GgmlType::F16,
+            (dims, ExportQuant::Q4KM) => {
+                match mixture::q4_k_m_type(&info.name, dims, cols, model.num_layers(), has_output) {
+                    ty if cols % ty.block_len() == 0 => ty,
+                    _ => GgmlType::F16,
+                }
+            }
         };
-        w.add_tensor(&info.name, &shape, ty, encode(&data, ty))?;
+        w.add_tensor(&info.name, &shape, ty, quant::quantize(ty, &data)?)?;
     }
     w.write(out)
 }
@@ -184,9 +182,9 @@ pub fn write_lora(source: &GgufFile, model: &Model, out: &Path) -> Result<()> {
             &format!("{base}.weight.lora_a"),
             at.shape(),
             GgmlType::F32,
-            encode(&at.to_vec::<f32>()?, GgmlType::F32),
+            quant::quantize(GgmlType::F32, &at.to_vec::<f32>()?)?,
         )?;
-        w.add_tensor(&format!("{base}.weight.lora_b"), bt.shape(), GgmlType::F32, encode(&b, GgmlType::F32))?;
+        w.add_tensor(&format!("{base}.weight.lora_b"), bt.shape(), GgmlType::F32, quant::quantize(GgmlType::F32, &b)?)?;
         count += 1;
     }
     let Some(alpha) = scale_r else {

@@ -3,6 +3,7 @@
 
 pub mod export;
 pub mod load;
+pub mod mixture;
 pub mod reader;
 pub mod testing;
 pub mod tokenizer;

@@ -5,6 +5,7 @@ mod data;
 mod eval;
 mod ops;
 mod peer;
+mod qlora;
 mod sst2;
 mod table;
 mod timing;
@@ -34,6 +35,11 @@ enum Suite {
     /// (internal) one tunesmith training run, in its own process for a clean peak RSS.
     #[command(hide = true)]
     TrainOne(train::OneArgs),
+    /// LoRA on a GGUF model, base in f32 or kept quantized (QLoRA), against PEFT.
+    Qlora(qlora::Args),
+    /// (internal) one tunesmith QLoRA run, in its own process.
+    #[command(hide = true)]
+    QloraOne(qlora::OneArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,5 +52,7 @@ fn main() -> anyhow::Result<()> {
         Suite::Ops(a) => ops::run(a),
         Suite::Train(a) => train::run(a),
         Suite::TrainOne(a) => train::run_one(a),
+        Suite::Qlora(a) => qlora::run(a),
+        Suite::QloraOne(a) => qlora::run_one(a),
     }
 }

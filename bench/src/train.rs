@@ -3,7 +3,7 @@
 //! `peer.py prepare` writes the exact model and batch; each side trains 8 AdamW steps in its
 //! own process (so peak RSS is per side); the loss curves must agree.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use tunesmith_engine::optim::{AdamW, Optimizer, ParamGroup};
 use tunesmith_engine::precision::Precision;
-use tunesmith_engine::{Grads, Graph};
+use tunesmith_engine::{Grads, Graph, Tensor};
 use tunesmith_models::weights::Checkpoint;
 use tunesmith_models::{lora, Batch, LoadOptions, LossOptions, Model, Targets, Task};
 
@@ -92,31 +92,65 @@ pub fn run_one(a: OneArgs) -> Result<()> {
             bail!("adapter keys not understood: {:?}", report.ignored);
         }
     }
-    let batch_file = Checkpoint::open_files(&a.dir, &[a.dir.join("batch.safetensors")])?;
-    let ids = batch_file.take("input_ids")?;
-    let labels = batch_file.take("labels")?;
+    let (batch, labels) = load_batch(&a.dir)?;
+    let targets = if is_bert { Targets::Classes(labels) } else { Targets::Tokens(labels) };
+    let lr = spec["lr"].as_f64().unwrap_or(1e-4);
+    let betas = (spec["betas"][0].as_f64().unwrap_or(0.9), spec["betas"][1].as_f64().unwrap_or(0.999));
+    let eps = spec["eps"].as_f64().unwrap_or(1e-8);
+    let wd = spec["weight_decay"].as_f64().unwrap_or(0.0);
+    let opt = AdamW::new(
+        &model.params,
+        vec![ParamGroup { params: model.params.trainable_ids(), lr, weight_decay: wd }],
+        betas,
+        eps,
+    )?;
+    let (losses, med) = timed_steps(&mut model, opt, &batch, &targets, a.steps, false)?;
+    let tokens = batch.input_ids.numel();
+    println!(
+        "{}",
+        json!({
+            "workload": a.workload, "threads": a.threads, "tokens_per_step": tokens,
+            "precision": precision.name(),
+            "kernel": (precision == Precision::Bf16).then(|| tunesmith_engine::precision::bf16_kernel().name()),
+            "step_ms": med * 1e3, "tokens_per_s": tokens as f64 / med,
+            "peak_rss_mb": timing::peak_rss_mb(), "losses": losses,
+        })
+    );
+    Ok(())
+}
+
+/// The fixed batch a peer script wrote to `DIR/batch.safetensors` (`input_ids`, `labels`).
+pub fn load_batch(dir: &Path) -> Result<(Batch, Tensor)> {
+    let file = Checkpoint::open_files(dir, &[dir.join("batch.safetensors")])?;
     let batch = Batch {
-        input_ids: ids.clone(),
+        input_ids: file.take("input_ids")?,
         attention_mask: None,
         position_ids: None,
         token_type_ids: None,
         segment_ids: None,
     };
-    let targets = if is_bert { Targets::Classes(labels) } else { Targets::Tokens(labels) };
-    let trainable = model.params.trainable_ids();
-    let lr = spec["lr"].as_f64().unwrap_or(1e-4);
-    let betas = (spec["betas"][0].as_f64().unwrap_or(0.9), spec["betas"][1].as_f64().unwrap_or(0.999));
-    let eps = spec["eps"].as_f64().unwrap_or(1e-8);
-    let wd = spec["weight_decay"].as_f64().unwrap_or(0.0);
-    let mut opt = AdamW::new(&model.params, vec![ParamGroup { params: trainable, lr, weight_decay: wd }], betas, eps)?;
+    Ok((batch, file.take("labels")?))
+}
+
+/// Trains `steps` AdamW steps on one fixed batch; returns every step's loss and the median
+/// seconds of the steps after the first two (warm-up). With `TUNESMITH_PROFILE` set, prints the
+/// per-op profile of the steady-state steps to stderr.
+pub fn timed_steps(
+    model: &mut Model,
+    mut opt: AdamW,
+    batch: &Batch,
+    targets: &Targets,
+    steps: usize,
+    checkpoint: bool,
+) -> Result<(Vec<f64>, f64)> {
     let mut grads = Grads::new();
     let mut losses = Vec::new();
     let mut times = Vec::new();
-    for step in 0..a.steps {
+    for step in 0..steps {
         let t0 = Instant::now();
         let loss = {
             let g = Graph::train(step as u64);
-            let out = model.loss(&g, &batch, &targets, &LossOptions::default(), false)?;
+            let out = model.loss(&g, batch, targets, &LossOptions::default(), checkpoint)?;
             g.backward(&out.loss, &mut grads)?;
             out.loss.value().scalar_value()?
         };
@@ -134,19 +168,7 @@ pub fn run_one(a: OneArgs) -> Result<()> {
     }
     let mut timed: Vec<f64> = if times.len() > 2 { times[2..].to_vec() } else { times.clone() };
     timed.sort_by(|x, y| x.total_cmp(y));
-    let med = timed[timed.len() / 2];
-    let tokens = ids.numel();
-    println!(
-        "{}",
-        json!({
-            "workload": a.workload, "threads": a.threads, "tokens_per_step": tokens,
-            "precision": precision.name(),
-            "kernel": (precision == Precision::Bf16).then(|| tunesmith_engine::precision::bf16_kernel().name()),
-            "step_ms": med * 1e3, "tokens_per_s": tokens as f64 / med,
-            "peak_rss_mb": timing::peak_rss_mb(), "losses": losses,
-        })
-    );
-    Ok(())
+    Ok((losses, timed[timed.len() / 2]))
 }
 
 struct Row {

@@ -168,6 +168,14 @@ pub fn attach(model: &mut Model, cfg: &LoraConfig) -> Result<AttachReport> {
             if l.adapter.is_some() {
                 return Err(ModelError::Invalid(format!("{} already has an adapter", l.module)));
             }
+            let full_rank = l.in_features.min(l.out_features);
+            if cfg.r > full_rank {
+                return Err(ModelError::Invalid(format!(
+                    "LoRA rank r = {} is larger than {} ({} inputs, {} outputs): a rank above {full_rank} adds \
+                     parameters but no expressiveness; use r <= {full_rank}, or leave this layer out of the targets",
+                    cfg.r, l.module, l.in_features, l.out_features
+                )));
+            }
             let bound = 1.0 / (l.in_features as f64).sqrt();
             let a: Vec<f32> =
                 (0..cfg.r * l.in_features).map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32).collect();

@@ -66,6 +66,14 @@ fn attach_matches_peft_patterns_and_starts_as_identity() {
     let none = LoraConfig::new(2, 4.0, TargetModules::Names(vec!["c_attn".into()]));
     let err = lora::attach(&mut m2.clone(), &none).unwrap_err().to_string();
     assert!(err.contains("matched no linear layer") && err.contains("q_proj"), "{err}");
+    // A rank above min(in, out) of a targeted layer is refused, naming the layer.
+    let width = m2.config.hidden_size;
+    let too_big = LoraConfig::new(width + 1, 4.0, TargetModules::Names(vec!["q_proj".into()]));
+    let err = lora::attach(&mut m2.clone(), &too_big).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("r = {}", width + 1)) && err.contains("q_proj") && err.contains(&format!("r <= {width}")),
+        "{err}"
+    );
 }
 
 #[test]

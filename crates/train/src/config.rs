@@ -218,6 +218,10 @@ pub struct MethodSection {
     /// rsLoRA scaling.
     #[serde(default)]
     pub use_rslora: bool,
+    /// LoRA+ (Hayou et al. 2024, PEFT's `loraplus_lr_ratio`): the B matrices train at
+    /// `lr × ratio` (16 is the paper's default), A and everything else at `lr`. 1 is plain LoRA.
+    #[serde(default = "one")]
+    pub loraplus_lr_ratio: f64,
     /// Biases that train with LoRA: "none", "all" or "lora_only".
     #[serde(default = "default_none")]
     pub lora_bias: String,
@@ -481,6 +485,7 @@ pub fn valid_keys() -> Vec<String> {
                 "lora_dropout",
                 "lora_targets",
                 "use_rslora",
+                "loraplus_lr_ratio",
                 "lora_bias",
             ],
         ),
@@ -617,6 +622,16 @@ impl RunConfig {
             return bad(
                 "model.quantize",
                 "quantizes a frozen base: use method.kind = \"lora\" (or \"feature_extraction\")".into(),
+            );
+        }
+        let ratio = self.method.loraplus_lr_ratio;
+        if !(ratio > 0.0 && ratio.is_finite()) {
+            return bad("method.loraplus_lr_ratio", format!("must be a positive number, got {ratio}"));
+        }
+        if ratio != 1.0 && self.method.kind != MethodKind::Lora {
+            return bad(
+                "method.loraplus_lr_ratio",
+                "sets the learning rate of LoRA's B matrices: use method.kind = \"lora\"".into(),
             );
         }
         if self.model.quantize == "keep" && !tunesmith_models::gguf::is_gguf_reference(&self.model.path) {

@@ -122,8 +122,19 @@ pub fn layer_lr_factor(name: &str, n_layers: usize, decay: f64) -> f64 {
     }
 }
 
+/// The learning-rate multiplier LoRA+ gives a parameter: `ratio` for LoRA's B matrices, 1 for
+/// everything else.
+pub fn loraplus_factor(name: &str, ratio: f64) -> f64 {
+    if ratio != 1.0 && name.contains(".lora_B.") {
+        ratio
+    } else {
+        1.0
+    }
+}
+
 /// Parameter groups over every parameter that trains now or may later (gradual unfreezing):
-/// one group per (lr multiplier, decay or not).
+/// one group per (lr multiplier, decay or not); the multiplier combines layer-wise decay and
+/// LoRA+.
 pub fn param_groups(model: &Model, m: &MethodSection, lr: f64, weight_decay: f64) -> Vec<ParamGroup> {
     let n = model.num_layers();
     let mut groups: Vec<(u64, bool, ParamGroup)> = Vec::new();
@@ -132,7 +143,7 @@ pub fn param_groups(model: &Model, m: &MethodSection, lr: f64, weight_decay: f64
         if !eligible || !p.value.dtype().is_compute_float() {
             continue;
         }
-        let factor = layer_lr_factor(&p.name, n, m.layer_lr_decay);
+        let factor = layer_lr_factor(&p.name, n, m.layer_lr_decay) * loraplus_factor(&p.name, m.loraplus_lr_ratio);
         let nd = no_decay(&p.name);
         let key = factor.to_bits();
         match groups.iter_mut().find(|(k, d, _)| *k == key && *d == nd) {

@@ -56,6 +56,8 @@ fn bad_values_are_refused_with_the_key() {
         ("[method]\nkind = \"partial\"\nfreeze_layers = \"5-2\"\n", "method.freeze_layers"),
         ("[train]\nepochs = 0\n", "train.epochs"),
         ("[train]\ndropout = 1.0\n", "train.dropout"),
+        ("[method]\nkind = \"full\"\nloraplus_lr_ratio = 16.0\n", "method.loraplus_lr_ratio"),
+        ("[method]\nkind = \"lora\"\nloraplus_lr_ratio = 0.0\n", "method.loraplus_lr_ratio"),
     ] {
         let err = RunConfig::parse(&format!("{MINIMAL}{extra}"), "run.toml", &[]).unwrap_err().to_string();
         assert!(err.contains(key), "{extra}: {err}");

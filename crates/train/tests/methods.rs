@@ -1,5 +1,6 @@
 //! Fine-tuning methods on a real BERT checkpoint layout (the models crate's parity fixture):
-//! which parameters train, gradual unfreezing stages, layer-wise lr decay and weight-decay groups.
+//! which parameters train, gradual unfreezing stages, layer-wise lr decay, LoRA+ learning rates
+//! and weight-decay groups.
 
 use std::path::Path;
 
@@ -86,4 +87,27 @@ fn layer_wise_decay_and_no_decay_groups() {
             assert_eq!(g.weight_decay == 0.0, no_decay, "{name}: weight decay {}", g.weight_decay);
         }
     }
+}
+
+#[test]
+fn loraplus_trains_b_matrices_at_ratio_times_lr() {
+    let mut m = bert();
+    let mut s = method(MethodKind::Lora);
+    s.loraplus_lr_ratio = 16.0;
+    apply(&mut m, &s, 0).unwrap();
+    let groups = param_groups(&m, &s, 1e-4, 0.01);
+    let (mut a, mut b) = (0, 0);
+    for g in &groups {
+        for &id in &g.params {
+            let name = &m.params.get(id).name;
+            let want = if name.contains(".lora_B.") { 16e-4 } else { 1e-4 };
+            assert!((g.lr - want).abs() < 1e-15, "{name}: lr {} vs {want}", g.lr);
+            a += name.contains(".lora_A.") as usize;
+            b += name.contains(".lora_B.") as usize;
+        }
+    }
+    assert!(a > 0 && a == b, "{a} A and {b} B matrices in the groups");
+    // Ratio 1 is plain LoRA: one learning rate for every trainable parameter.
+    s.loraplus_lr_ratio = 1.0;
+    assert!(param_groups(&m, &s, 1e-4, 0.01).iter().all(|g| g.lr == 1e-4));
 }

@@ -89,6 +89,15 @@ fn bad_input_is_refused_with_one_line_and_exit_code_2() {
         eprintln!("SKIPPED part: no MiniLM at {} (run scripts/fetch-test-models.sh)", model.display());
         return;
     }
+    // Bad methods: an unknown kind, targets that match nothing (the error lists the layer
+    // names there are), a rank larger than a targeted layer (MiniLM's width is 384).
+    let cfg = config(tmp.path(), &model, "");
+    refused(&tunesmith(&["train", p(&cfg), "--set", "method.kind=lorra"]), &["lorra", "lora"]);
+    refused(
+        &tunesmith(&["train", p(&cfg), "--set", "method.lora_targets=[\"q_proj\"]"]),
+        &["q_proj", "query", "value"],
+    );
+    refused(&tunesmith(&["train", p(&cfg), "--set", "method.lora_r=500"]), &["r = 500", "r <= 384"]);
     // A wrong schema: chat data for a classification task.
     let chat = tmp.path().join("chat.jsonl");
     std::fs::write(&chat, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"hello\"}]}\n").unwrap();

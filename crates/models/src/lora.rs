@@ -26,6 +26,16 @@ pub enum TargetModules {
     AllLinear,
 }
 
+impl std::fmt::Display for TargetModules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetModules::Names(names) => write!(f, "{names:?}"),
+            TargetModules::Regex(re) => write!(f, "the pattern {re:?}"),
+            TargetModules::AllLinear => f.write_str("all-linear"),
+        }
+    }
+}
+
 /// Which biases train alongside the adapters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoraBias {
@@ -189,7 +199,7 @@ pub fn attach(model: &mut Model, cfg: &LoraConfig) -> Result<AttachReport> {
     }
     if plan.is_empty() {
         return Err(ModelError::Invalid(format!(
-            "target_modules {:?} matched no linear layer; this model's layers are named: {}",
+            "target_modules {} matched no linear layer; this model's layers are named: {}",
             cfg.target_modules,
             available.join(", ")
         )));

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Map, Value};
-use tunesmith_train::config::STARTER;
+use tunesmith_train::config::{starter_for, MethodKind};
 use tunesmith_train::{Progress, RunConfig, TrainError, Trainer};
 
 use crate::BadInput;
@@ -38,6 +38,10 @@ pub struct InitArgs {
     /// Overwrite an existing file.
     #[arg(long)]
     force: bool,
+    /// The fine-tuning method the config starts with: full, feature_extraction, partial,
+    /// gradual_unfreeze or lora (its keys are then uncommented).
+    #[arg(long, default_value = "full")]
+    method: String,
 }
 
 /// Options of `tunesmith fetch`.
@@ -199,7 +203,11 @@ pub fn init(a: InitArgs) -> Result<()> {
     if a.path.exists() && !a.force {
         return Err(BadInput(format!("{} exists; pass --force to overwrite it", a.path.display())).into());
     }
-    std::fs::write(&a.path, STARTER)?;
+    let method = MethodKind::parse(&a.method).ok_or_else(|| {
+        let names: Vec<&str> = MethodKind::ALL.iter().map(|m| m.name()).collect();
+        BadInput(format!("--method {}: unknown method; use one of {}", a.method, names.join(", ")))
+    })?;
+    tunesmith_data::write::write_atomic(&a.path, starter_for(method).as_bytes())?;
     println!("wrote {}; edit it, then run: tunesmith train {}", a.path.display(), a.path.display());
     Ok(())
 }

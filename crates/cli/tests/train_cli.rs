@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use tunesmith_testkit::{fetched_minilm, minilm_dir, run_log};
+use tunesmith_train::config::MethodKind;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -240,6 +241,12 @@ fn init_writes_a_config_that_train_accepts() {
     assert_eq!(cfg.data.train, "examples/intents/train.jsonl");
     let again = tunesmith(&["init", p(&path)]);
     assert_eq!(again.status.code(), Some(2), "no silent overwrite");
+    // A starter for a named method; an unknown one lists the methods there are.
+    let o = tunesmith(&["init", p(&path), "--force", "--method", "lora"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cfg = tunesmith_train::RunConfig::load(&path, &[]).unwrap();
+    assert_eq!((cfg.method.kind, cfg.method.lora_r, cfg.train.lr), (MethodKind::Lora, 8, 1e-3));
+    refused(&tunesmith(&["init", p(&path), "--force", "--method", "ia4"]), &["ia4", "lora", "gradual_unfreeze"]);
 }
 
 #[test]

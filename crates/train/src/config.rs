@@ -184,6 +184,33 @@ pub enum MethodKind {
     Lora,
 }
 
+impl MethodKind {
+    /// Every method, in the order `init --method` lists them.
+    pub const ALL: [MethodKind; 5] = [
+        MethodKind::Full,
+        MethodKind::FeatureExtraction,
+        MethodKind::Partial,
+        MethodKind::GradualUnfreeze,
+        MethodKind::Lora,
+    ];
+
+    /// The name used in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            MethodKind::Full => "full",
+            MethodKind::FeatureExtraction => "feature_extraction",
+            MethodKind::Partial => "partial",
+            MethodKind::GradualUnfreeze => "gradual_unfreeze",
+            MethodKind::Lora => "lora",
+        }
+    }
+
+    /// The method named `name`, if any.
+    pub fn parse(name: &str) -> Option<MethodKind> {
+        MethodKind::ALL.into_iter().find(|m| m.name() == name)
+    }
+}
+
 /// `[method]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -739,3 +766,36 @@ fn one_line(s: &str) -> String {
 
 /// The commented starter config `tunesmith init` writes.
 pub const STARTER: &str = include_str!("starter.toml");
+
+/// The starter config for `method` (`tunesmith init --method`): [`STARTER`] with
+/// `method.kind` set and that method's own keys uncommented, with the learning rate its
+/// users start from (1e-3 where only a head or adapters train).
+pub fn starter_for(method: MethodKind) -> String {
+    let keys: &[&str] = match method {
+        MethodKind::Full | MethodKind::FeatureExtraction => &[],
+        MethodKind::Partial => &["freeze_layers"],
+        MethodKind::GradualUnfreeze => &["unfreeze_every"],
+        MethodKind::Lora => &["lora_r", "lora_alpha", "lora_dropout", "lora_targets"],
+    };
+    let light = matches!(method, MethodKind::Lora | MethodKind::FeatureExtraction);
+    let mut section = "";
+    let mut out = String::with_capacity(STARTER.len());
+    for line in STARTER.lines() {
+        if line.starts_with('[') {
+            section = line;
+        }
+        let key = line.trim_start_matches("# ").split(" =").next().unwrap_or("");
+        let text = if section == "[method]" && line.starts_with("kind = ") {
+            format!("kind = \"{}\"", method.name())
+        } else if section == "[method]" && line.starts_with("# ") && keys.contains(&key) {
+            line.trim_start_matches("# ").to_string()
+        } else if section == "[train]" && light && line.starts_with("lr = ") {
+            "lr = 1e-3".to_string()
+        } else {
+            line.to_string()
+        };
+        out.push_str(&text);
+        out.push('\n');
+    }
+    out
+}

@@ -1,6 +1,6 @@
 //! The run config: overrides, unknown keys with suggestions, value checks, and the starter.
 
-use tunesmith_train::config::{MethodKind, RunConfig, TaskKind, STARTER};
+use tunesmith_train::config::{starter_for, MethodKind, RunConfig, TaskKind, STARTER};
 
 const MINIMAL: &str = "[model]\npath = \"m\"\n[task]\nkind = \"classification\"\n[data]\ntrain = \"t.jsonl\"\n";
 
@@ -81,4 +81,28 @@ fn base_quantization_is_checked_against_the_method_and_the_model() {
     assert!(e.contains("GGUF"), "{e}");
     assert_eq!(parse(&["model.quantize=nf4", "method.kind=lora"]).unwrap().model.quantize, "nf4");
     assert_eq!(parse(&[]).unwrap().model.quantize, "none");
+}
+
+#[test]
+fn every_method_has_a_starter_that_parses_with_its_keys_set() {
+    for method in MethodKind::ALL {
+        let text = starter_for(method);
+        let cfg = RunConfig::parse(&text, "starter", &[]).unwrap_or_else(|e| panic!("{}: {e}", method.name()));
+        assert_eq!(cfg.method.kind, method);
+        assert_eq!(MethodKind::parse(method.name()), Some(method));
+        let m = &cfg.method;
+        match method {
+            MethodKind::Partial => assert_eq!(m.freeze_layers.as_deref(), Some("0-3")),
+            MethodKind::GradualUnfreeze => assert!(text.contains("\nunfreeze_every = \"epoch\"")),
+            MethodKind::Lora => {
+                assert_eq!((m.lora_r, m.lora_alpha, m.lora_targets.clone()), (8, 16.0, vec!["all-linear".to_string()]));
+                assert!((m.lora_dropout - 0.05).abs() < 1e-12);
+            }
+            _ => {}
+        }
+        let lr = if matches!(method, MethodKind::Lora | MethodKind::FeatureExtraction) { 1e-3 } else { 1e-4 };
+        assert_eq!(cfg.train.lr, lr, "{}", method.name());
+    }
+    assert_eq!(starter_for(MethodKind::Full), STARTER, "the full-fine-tuning starter is the plain starter");
+    assert_eq!(MethodKind::parse("ia4"), None);
 }

@@ -65,9 +65,8 @@ pub(crate) fn permute_rows(w: &[u8], n_heads: usize, rows: usize, row_bytes: usi
     gather_rows(w, &interleaved_source_rows(n_heads, rows), row_bytes)
 }
 
-/// Reads a llama2.c checkpoint into a causal-LM [`Model`].
-pub fn load(path: &Path) -> Result<(Model, LoadReport, Llama2cHeader)> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+/// The header (the first 28 bytes) of a llama2.c checkpoint, checked for plausibility.
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<Llama2cHeader> {
     if bytes.len() < 28 {
         return Err(ModelError::format(path, "too short for a llama2.c header"));
     }
@@ -75,7 +74,7 @@ pub fn load(path: &Path) -> Result<(Model, LoadReport, Llama2cHeader)> {
     if h.iter().enumerate().any(|(i, &v)| v == 0 || (v < 0 && i != 5)) {
         return Err(ModelError::format(path, format!("implausible llama2.c header {h:?}")));
     }
-    let hdr = Llama2cHeader {
+    Ok(Llama2cHeader {
         dim: h[0] as usize,
         hidden_dim: h[1] as usize,
         n_layers: h[2] as usize,
@@ -84,7 +83,21 @@ pub fn load(path: &Path) -> Result<(Model, LoadReport, Llama2cHeader)> {
         vocab_size: h[5].unsigned_abs() as usize,
         seq_len: h[6] as usize,
         shared_classifier: h[5] > 0,
-    };
+    })
+}
+
+/// Reads only the header of a llama2.c checkpoint (its vocabulary size names the tokenizer).
+pub fn read_header(path: &Path) -> Result<Llama2cHeader> {
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(28);
+    std::fs::File::open(path).and_then(|f| f.take(28).read_to_end(&mut bytes)).map_err(|e| ModelError::io(path, e))?;
+    parse_header(path, &bytes)
+}
+
+/// Reads a llama2.c checkpoint into a causal-LM [`Model`].
+pub fn load(path: &Path) -> Result<(Model, LoadReport, Llama2cHeader)> {
+    let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+    let hdr = parse_header(path, &bytes)?;
     let (d, hd_all, l) = (hdr.dim, hdr.hidden_dim, hdr.n_layers);
     if d % hdr.n_heads != 0 || !hdr.n_heads.is_multiple_of(hdr.n_kv_heads) {
         return Err(ModelError::format(

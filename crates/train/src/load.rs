@@ -71,41 +71,48 @@ pub fn load_base_quantized(
     seed: u64,
     quant: BaseQuant,
 ) -> Result<Base> {
+    let model = load_model(reference, task, labels, seed, quant)?;
+    let (tokenizer, dir) = load_tokenizer(reference)?;
+    Ok(Base { model, tokenizer, dir })
+}
+
+/// The model of [`load_base_quantized`] without its tokenizer (for callers that already have
+/// it from [`load_tokenizer`]).
+pub fn load_model(
+    reference: &str,
+    task: Task,
+    labels: Option<Vec<String>>,
+    seed: u64,
+    quant: BaseQuant,
+) -> Result<Model> {
     if is_llama2c(reference) {
         if task != Task::CausalLm {
             return Err(TrainError::Config(format!(
                 "{reference}: llama2.c checkpoints are causal language models; use task.kind = \"causal_lm\""
             )));
         }
-        let path = Path::new(reference);
-        let (model, _, header) = llama2c::load(path)?;
-        let tokenizer = Tokenizer::from_llama2c(&llama2c_tokenizer(path, header.vocab_size)?, header.vocab_size)?;
-        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-        return Ok(Base { model, tokenizer, dir });
+        return Ok(llama2c::load(Path::new(reference))?.0);
     }
     let mut opts = LoadOptions::new(task);
     opts.labels = labels;
     opts.seed = seed;
     if gguf::is_gguf_reference(reference) {
         let file = gguf::GgufFile::open(Path::new(reference))?;
-        let dir = gguf::companion_dir(&file)?;
-        let tokenizer = Tokenizer::from_dir(&dir)?;
-        let (model, _) = gguf::load::load_file_quantized(&file, &opts, quant)?;
-        return Ok(Base { model, tokenizer, dir });
+        return Ok(gguf::load::load_file_quantized(&file, &opts, quant)?.0);
     }
     let dir = tunesmith_models::hub::resolve_model(reference)?;
-    let tokenizer = Tokenizer::from_dir(&dir)?;
-    let (model, _) = Model::load(&dir, &opts)?;
-    Ok(Base { model, tokenizer, dir })
+    Ok(Model::load(&dir, &opts)?.0)
 }
 
 /// The tokenizer of a model reference and the folder its tokenizer files, chat template and
 /// config come from (for a GGUF file, its companion folder), without loading the weights
 /// where that can be avoided.
-pub fn load_tokenizer(reference: &str, seed: u64) -> Result<(Tokenizer, PathBuf)> {
+pub fn load_tokenizer(reference: &str) -> Result<(Tokenizer, PathBuf)> {
     if is_llama2c(reference) {
-        let base = load_base(reference, Task::CausalLm, None, seed)?;
-        return Ok((base.tokenizer, base.dir));
+        let path = Path::new(reference);
+        let header = llama2c::read_header(path)?;
+        let tokenizer = Tokenizer::from_llama2c(&llama2c_tokenizer(path, header.vocab_size)?, header.vocab_size)?;
+        return Ok((tokenizer, path.parent().unwrap_or(Path::new(".")).to_path_buf()));
     }
     if gguf::is_gguf_reference(reference) {
         let dir = gguf::companion_dir(&gguf::GgufFile::open(Path::new(reference))?)?;

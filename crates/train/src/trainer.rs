@@ -236,7 +236,7 @@ impl Trainer {
         tunesmith_engine::precision::set(Precision::parse(&cfg.train.precision).unwrap_or_default());
         let dir = cfg.output.dir.clone();
         // The tokenizer is needed before the model (the label map comes from the data).
-        let (tokenizer, model_dir) = load::load_tokenizer(&cfg.model.path, cfg.train.seed)?;
+        let (tokenizer, model_dir) = load::load_tokenizer(&cfg.model.path)?;
         let data = prepare(&cfg, &tokenizer, &model_dir)?;
         let labels = match cfg.task.kind {
             TaskKind::Classification | TaskKind::TokenClassification => Some(data.labels.clone()),
@@ -245,8 +245,7 @@ impl Trainer {
         };
         let quant = tunesmith_models::quantize::BaseQuant::parse(&cfg.model.quantize)
             .unwrap_or(tunesmith_models::quantize::BaseQuant::None);
-        let mut model =
-            load::load_base_quantized(&cfg.model.path, model_task(cfg.task.kind), labels, cfg.train.seed, quant)?.model;
+        let mut model = load::load_model(&cfg.model.path, model_task(cfg.task.kind), labels, cfg.train.seed, quant)?;
         if let Some(p) = cfg.train.dropout {
             model.set_dropout(p as f32);
         }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::{single, split_last, LoraSpec};
 use crate::autograd::{BackwardCtx, BackwardOp};
+use crate::cpu::linear::column_sums;
 use crate::cpu::lora::{self as lora_kernel, LoraDims, LoraNeeds};
 use crate::cpu::quant_linear as kernel;
 use crate::error::{EngineError, Result};
@@ -49,15 +50,6 @@ fn check_inputs(op: &'static str, x: &Var, w: &QuantMatrix, b: Option<&Var>) -> 
         }
     }
     Ok(())
-}
-
-/// Σ over rows of `dy` `[n, out]`: the bias gradient.
-fn bias_grad(dy: &[f32], out: usize) -> Vec<f32> {
-    let mut db = vec![0f32; out];
-    for row in dy.chunks_exact(out) {
-        db.iter_mut().zip(row).for_each(|(d, g)| *d += g);
-    }
-    db
 }
 
 impl<'m> Graph<'m> {
@@ -167,7 +159,7 @@ impl BackwardOp for QuantLoraBackward {
         let dx = dx.map(|v| Tensor::from_vec(v, &self.x_shape)).transpose()?;
         let da = da.map(|v| Tensor::from_vec(v, &[d.r, d.inp])).transpose()?;
         let dbm = dbm.map(|v| Tensor::from_vec(v, &[d.out, d.r])).transpose()?;
-        let db = need(1).then(|| Tensor::from_vec(bias_grad(dyv, d.out), &[d.out])).transpose()?;
+        let db = need(1).then(|| Tensor::from_vec(column_sums(dyv, d.n, d.out), &[d.out])).transpose()?;
         Ok(vec![dx, db, da, dbm])
     }
 }
@@ -190,7 +182,7 @@ impl BackwardOp for QuantLinearBackward {
         let dx =
             if needs[0] { Some(Tensor::from_vec(kernel::backward_dx(dyv, n, &self.w), &self.x_shape)?) } else { None };
         let db = if needs.get(1).copied().unwrap_or(false) {
-            Some(Tensor::from_vec(bias_grad(dyv, out), &[out])?)
+            Some(Tensor::from_vec(column_sums(dyv, n, out), &[out])?)
         } else {
             None
         };

@@ -14,18 +14,12 @@ use tunesmith_models::gguf::testing::tiny_llama;
 use tunesmith_models::gguf::{self, GgufFile};
 use tunesmith_models::lora::{self, LoraConfig, TargetModules};
 use tunesmith_models::{Batch, LoadOptions, Model, Task};
-use tunesmith_testkit::fetched_gguf;
+use tunesmith_testkit::{fetched_gguf, max_rel_diff as rel};
 
 fn logits(model: &Model, ids: &[i64]) -> Vec<f64> {
     let g = Graph::inference();
     let batch = Batch::from_ids(&[ids.to_vec()]).unwrap();
     model.forward(&g, &batch, false).unwrap().value().to_vec_f64().unwrap()
-}
-
-/// max |a − b| / max |b|.
-fn rel(a: &[f64], b: &[f64]) -> f64 {
-    let scale = b.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-9);
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max) / scale
 }
 
 /// Attaches LoRA (r = 4, α = 8) to every projection and fills B with non-zero values, as

@@ -12,12 +12,7 @@ use tunesmith_models::gguf::{self, GgufFile};
 use tunesmith_models::lora::{self, LoraConfig, TargetModules};
 use tunesmith_models::quantize::{quantize_frozen, BaseQuant};
 use tunesmith_models::{Batch, LoadOptions, LossOptions, Model, Targets, Task};
-use tunesmith_testkit::fetched_gguf;
-
-fn rel(a: &[f64], b: &[f64]) -> f64 {
-    let scale = b.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-9);
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max) / scale
-}
+use tunesmith_testkit::{fetched_gguf, max_rel_diff as rel};
 
 /// The GGUF's model with LoRA on every projection and non-zero B (as after training).
 fn lora_model(f: &GgufFile) -> Model {

@@ -61,3 +61,10 @@ pub fn fetched_gguf(name: &str) -> Option<PathBuf> {
         None
     }
 }
+
+/// The largest absolute difference of `a` from `b`, relative to the largest magnitude in `b`
+/// (`max |a − b| / max |b|`): how far logits moved, on the scale of the logits.
+pub fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
+    let scale = b.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-9);
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max) / scale
+}

@@ -9,9 +9,8 @@ use std::sync::Arc;
 use tunesmith_engine::quant::QuantMatrix;
 
 use crate::error::{ModelError, Result};
-use crate::gguf::load::hf_name_for;
+use crate::gguf::load::{file_blocks, hf_name_for};
 use crate::gguf::GgufFile;
-use crate::llama2c::permute_rows;
 use crate::model::Model;
 
 /// How a frozen base is held in memory (`model.quantize`).
@@ -98,21 +97,12 @@ pub fn quantize_frozen(model: &mut Model, mode: BaseQuant, gguf: Option<&GgufFil
         }
         let q = match &keep {
             Some((f, arch, names)) => {
+                let hf_name = format!("{module}.weight");
                 let info = names
-                    .get(&format!("{module}.weight"))
+                    .get(&hf_name)
                     .map(|&k| &f.tensors[k])
                     .ok_or_else(|| ModelError::Invalid(format!("{module}: no tensor in {}", f.path().display())))?;
-                let bytes = f.tensor_bytes(info);
-                let row_bytes = bytes.len() / rows.max(1);
-                let bytes = if (arch == "llama" || arch == "mistral")
-                    && (module.ends_with("q_proj") || module.ends_with("k_proj"))
-                {
-                    let heads = if module.ends_with("q_proj") { heads } else { kv_heads };
-                    permute_rows(bytes, heads, rows, row_bytes)
-                } else {
-                    bytes.to_vec()
-                };
-                QuantMatrix::from_ggml(info.ty, rows, cols, bytes)?
+                file_blocks(f, arch, info, &hf_name, heads, kv_heads)?
             }
             None => {
                 let w = model.params.get(id).value.to_vec::<f32>()?;

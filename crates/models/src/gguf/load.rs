@@ -195,6 +195,33 @@ fn permute_for(
     }
 }
 
+/// The file's own blocks of the matrix `info` (Hugging Face name `hf_name`), kept quantized,
+/// with a `llama`/`mistral` q/k projection's rows moved to Hugging Face's rotary layout (rows
+/// move whole, so the blocks stay as they are).
+pub(crate) fn file_blocks(
+    f: &GgufFile,
+    arch: &str,
+    info: &TensorInfo,
+    hf_name: &str,
+    heads: usize,
+    kv_heads: usize,
+) -> Result<QuantMatrix> {
+    let shape = info.shape();
+    let (rows, cols) = (shape[0], shape[1]);
+    let bytes = f.tensor_bytes(info);
+    let row_bytes = bytes.len() / rows.max(1);
+    let rotary_heads = match (arch == "llama" || arch == "mistral", hf_name) {
+        (true, n) if n.contains(".q_proj.") => Some(heads),
+        (true, n) if n.contains(".k_proj.") => Some(kv_heads),
+        _ => None,
+    };
+    let bytes = match rotary_heads {
+        Some(h) => permute_rows(bytes, h, rows, row_bytes),
+        None => bytes.to_vec(),
+    };
+    Ok(QuantMatrix::from_ggml(info.ty, rows, cols, bytes)?)
+}
+
 /// [`permute_for`] for the module `module` (a LoRA B matrix of it) of `model`.
 pub(crate) fn to_hf_layout(
     arch: &str,
@@ -243,19 +270,7 @@ pub fn load_file_quantized(f: &GgufFile, opts: &LoadOptions, quant: BaseQuant) -
             let shape = info.shape();
             let (rows, cols) = (shape[0], shape[1]);
             let matrix = match quant {
-                BaseQuant::Keep => {
-                    let bytes = f.tensor_bytes(info);
-                    let row_bytes = bytes.len() / rows;
-                    let heads = if name.contains(".q_proj.") { cfg.num_heads } else { cfg.num_kv_heads };
-                    let bytes = if (arch == "llama" || arch == "mistral")
-                        && (name.contains(".q_proj.") || name.contains(".k_proj."))
-                    {
-                        permute_rows(bytes, heads, rows, row_bytes)
-                    } else {
-                        bytes.to_vec()
-                    };
-                    QuantMatrix::from_ggml(info.ty, rows, cols, bytes)?
-                }
+                BaseQuant::Keep => file_blocks(f, &arch, info, &name, cfg.num_heads, cfg.num_kv_heads)?,
                 _ => {
                     let data =
                         permute_for(&arch, &name, f.dequantize(info)?, rows, cols, cfg.num_heads, cfg.num_kv_heads);

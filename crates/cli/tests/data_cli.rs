@@ -79,7 +79,6 @@ fn validate_passes_the_shared_examples() {
         "llamafactory-demo/kto_en_demo.json",
         "sharegpt-dummy-fastchat/dummy_conversation.json",
         "rasbt-instruction/instruction-data.json",
-        "rasbt-dpo-preference/instruction-data-with-preference.json",
         "sst2/dev.tsv",
         "sms-spam/SMSSpamCollection",
         "gsm8k/train.jsonl",
@@ -95,6 +94,14 @@ fn validate_passes_the_shared_examples() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert_eq!(out.matches("0 rejected (none)").count(), files.len(), "{out}");
+    // rasbt's preference set has 6 pairs with the same chosen and rejected text: each is named
+    // with its line, and the command exits 1 (it ran and found problems).
+    let dpo = s.join("data/rasbt-dpo-preference/instruction-data-with-preference.json");
+    let o = tunesmith(&["data", "validate", p(&dpo)]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("1100 rows, 1094 valid, 6 rejected"), "{out}");
+    assert!(out.contains(":856: field 'rejected': is identical to chosen"), "{out}");
 }
 
 #[test]
@@ -104,7 +111,7 @@ fn convert_and_back_is_a_round_trip() {
     for (file, natural, via) in [
         ("llamafactory-demo/alpaca_en_demo.json", "alpaca", ["openai", "sharegpt", "jsonl"]),
         ("sharegpt-dummy-fastchat/dummy_conversation.json", "sharegpt", ["openai", "jsonl", "alpaca"]),
-        ("rasbt-dpo-preference/instruction-data-with-preference.json", "openai", ["jsonl", "alpaca", "openai"]),
+        ("llamafactory-demo/dpo_en_demo.json", "openai", ["jsonl", "sharegpt", "openai"]),
     ] {
         let src = s.join("data").join(file);
         let direct = tmp.path().join("direct.jsonl");

@@ -8,6 +8,7 @@ pub mod encode;
 pub mod error;
 pub mod example;
 pub mod pack;
+pub mod pairs;
 pub mod prep;
 pub mod read;
 pub mod schema;

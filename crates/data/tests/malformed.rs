@@ -106,6 +106,26 @@ fn unknown_roles_and_empty_messages() {
 }
 
 #[test]
+fn preference_pairs_with_an_empty_a_missing_or_an_identical_side() {
+    let rows = [
+        r#"{"prompt": "2+2?", "chosen": "4", "rejected": "5"}"#,
+        r#"{"prompt": "2+2?", "chosen": "", "rejected": "5"}"#,
+        r#"{"prompt": "2+2?", "chosen": "4", "rejected": "4"}"#,
+        r#"{"prompt": "2+2?", "chosen": "4"}"#,
+        r#"{"prompt": "3+3?", "chosen": "6", "rejected": "7"}"#,
+    ];
+    let ds = load(&write(".jsonl", rows.join("\n").as_bytes()), Some(Schema::Preference)).unwrap();
+    let got = rejections(&ds);
+    assert_eq!((ds.records.len(), got.len(), ds.rows_read()), (2, 3, 5));
+    assert_eq!((got[0].0, got[0].1.as_deref()), (2, Some("chosen")));
+    assert!(got[0].2.contains("empty"), "{}", got[0].2);
+    assert_eq!((got[1].0, got[1].1.as_deref()), (3, Some("rejected")));
+    assert!(got[1].2.contains("identical to chosen"), "{}", got[1].2);
+    assert_eq!((got[2].0, got[2].1.as_deref()), (4, Some("rejected")));
+    assert!(got[2].2.contains("missing"), "{}", got[2].2);
+}
+
+#[test]
 fn bytes_that_are_not_utf8() {
     let mut body = format!("{GOOD}\n").into_bytes();
     body.extend_from_slice(b"{\"messages\": [{\"role\": \"user\", \"content\": \"caf\xe9\"}]}\n");

@@ -537,6 +537,9 @@ fn preference(f: &mut Fields) -> std::result::Result<Example, RowError> {
             return Err(f.err(key, "has no assistant response"));
         }
     }
+    if chosen == rejected {
+        return Err(f.err("rejected", "is identical to chosen; the pair states no preference"));
+    }
     Ok(Example::Preference { prompt, chosen, rejected, tools })
 }
 

@@ -24,6 +24,9 @@ pub struct LoraAdapter {
     pub dropout: f32,
     /// The base weight before merging, kept so that unmerge restores it bit for bit.
     pub merged_from: Option<Tensor>,
+    /// Whether the low-rank path is applied; switched off, the layer computes the base model
+    /// (PEFT's `disable_adapter()`, used for a preference run's reference pass).
+    pub active: bool,
 }
 
 /// A parameter-efficient adapter attached to a linear layer.
@@ -103,7 +106,7 @@ impl Linear {
         let b = self.bias.map(|id| g.param(p, id));
         if let Some(q) = &self.quantized {
             return Ok(match &self.adapter {
-                Some(Adapter::Lora(l)) if l.merged_from.is_none() => g.quant_lora_linear(
+                Some(Adapter::Lora(l)) if l.merged_from.is_none() && l.active => g.quant_lora_linear(
                     x,
                     q,
                     b.as_ref(),
@@ -116,7 +119,7 @@ impl Linear {
         }
         let w = g.param(p, self.weight);
         let y = match &self.adapter {
-            Some(Adapter::Lora(l)) if l.merged_from.is_none() => g.lora_linear(
+            Some(Adapter::Lora(l)) if l.merged_from.is_none() && l.active => g.lora_linear(
                 x,
                 &w,
                 b.as_ref(),

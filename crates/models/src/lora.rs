@@ -217,6 +217,7 @@ pub fn attach(model: &mut Model, cfg: &LoraConfig) -> Result<AttachReport> {
             scale,
             dropout: cfg.dropout,
             merged_from: None,
+            active: true,
         }));
         adapted.push(module.clone());
     }
@@ -302,6 +303,22 @@ pub fn unmerge(model: &mut Model) -> Result<usize> {
         model.params.set_value(wid, orig)?;
     }
     Ok(n)
+}
+
+/// Switches every unmerged LoRA adapter on or off, returning how many it switched. Off, the
+/// model computes its base (PEFT's `disable_adapter()`): a preference run's reference pass
+/// reads the same weights instead of a second copy of the model.
+pub fn set_active(model: &mut Model, active: bool) -> usize {
+    let mut switched = 0;
+    for l in model.linears_mut() {
+        if let Some(Adapter::Lora(a)) = &mut l.adapter {
+            if a.merged_from.is_none() {
+                a.active = active;
+                switched += 1;
+            }
+        }
+    }
+    switched
 }
 
 /// Removes the adapters after merging them, leaving a plain model to save as a full checkpoint.

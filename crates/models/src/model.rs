@@ -655,6 +655,27 @@ impl Model {
         }
     }
 
+    /// Differentiable log p(next label) per position of a causal LM, `[B·T]`: position t scores
+    /// `labels[t + 1]` (labels `[B, T]`, −100 where not trained; those positions, and each row's
+    /// last, hold 0). A preference loss sums these per sequence.
+    pub fn token_logprobs<'m>(
+        &'m self,
+        g: &Graph<'m>,
+        batch: &Batch,
+        labels: &Tensor,
+        checkpoint: bool,
+    ) -> Result<Var> {
+        let (b, t) = batch.dims();
+        if labels.shape() != [b, t] {
+            return Err(ModelError::Invalid(format!("labels {:?} must match input_ids [{b}, {t}]", labels.shape())));
+        }
+        let h = self.hidden_states(g, batch, checkpoint)?;
+        let (w, bias) = self.lm_head(g)?;
+        let d = h.shape()[2];
+        let flat = g.reshape(&h, &[b * t, d])?;
+        Ok(g.token_logprobs(&flat, &w, bias.as_ref(), &shift_left(labels, -100)?, -100)?)
+    }
+
     /// The training loss of the head for `targets`.
     pub fn loss<'m>(
         &'m self,

@@ -161,6 +161,16 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let cfg = RunConfig::load(&a.config, &overrides).map_err(train_error)?;
     eprintln!("tunesmith: loading {} ...", cfg.model.path);
     let trainer = Trainer::new(cfg, a.resume).map_err(train_error)?;
+    let rejected = trainer.rejected_rows();
+    if !rejected.is_empty() {
+        eprintln!("tunesmith: {} data rows left out (counted in manifest.json):", rejected.len());
+        for why in rejected.iter().take(5) {
+            eprintln!("  {why}");
+        }
+        if rejected.len() > 5 {
+            eprintln!("  ... and {} more; `tunesmith data validate` lists them all", rejected.len() - 5);
+        }
+    }
     if a.resume {
         match trainer.resumed() {
             true => eprintln!("tunesmith: resuming at step {}", trainer.state().step),

@@ -70,6 +70,8 @@ pub enum TaskKind {
     Embedding,
     /// One tag per word (named entities, parts of speech).
     TokenClassification,
+    /// Preference optimization (DPO and its family) on prompt / chosen / rejected pairs.
+    Preference,
 }
 
 impl TaskKind {
@@ -81,6 +83,7 @@ impl TaskKind {
             TaskKind::CausalLm => "causal_lm",
             TaskKind::Embedding => "embedding",
             TaskKind::TokenClassification => "token_classification",
+            TaskKind::Preference => "preference",
         }
     }
 }
@@ -98,10 +101,38 @@ pub struct TaskSection {
     /// divided by it; sentence-transformers' default scale 20 is 0.05).
     #[serde(default = "default_temperature")]
     pub temperature: f64,
+    /// Preference: the loss, one of dpo, cdpo, ipo, hinge, simpo, orpo.
+    #[serde(default = "default_preference_loss")]
+    pub loss: String,
+    /// Preference: β (the KL strength of the DPO family; SimPO's reward scale; ORPO's λ).
+    #[serde(default = "default_beta")]
+    pub beta: f64,
+    /// Preference: SimPO's target reward margin γ.
+    #[serde(default = "default_gamma")]
+    pub gamma: f64,
+    /// Preference: the probability ε that a pair's labels are flipped (cdpo, simpo).
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Preference: compute the reference log-probs once before training instead of running the
+    /// reference in every step (a full fine-tune then keeps no frozen copy of the model).
+    #[serde(default)]
+    pub precompute_ref: bool,
 }
 
 fn default_temperature() -> f64 {
     0.05
+}
+
+fn default_preference_loss() -> String {
+    "dpo".into()
+}
+
+fn default_beta() -> f64 {
+    0.1
+}
+
+fn default_gamma() -> f64 {
+    0.5
 }
 
 /// `[data]`.
@@ -482,7 +513,7 @@ impl Default for OutputSection {
 pub fn valid_keys() -> Vec<String> {
     let sections: [(&str, &[&str]); 7] = [
         ("model", &["path", "dtype", "quantize"]),
-        ("task", &["kind", "labels", "temperature"]),
+        ("task", &["kind", "labels", "temperature", "loss", "beta", "gamma", "label_smoothing", "precompute_ref"]),
         (
             "data",
             &[
@@ -699,6 +730,27 @@ impl RunConfig {
         }
         if !(self.task.temperature > 0.0 && self.task.temperature.is_finite()) {
             return bad("task.temperature", format!("must be a positive number, got {}", self.task.temperature));
+        }
+        if self.task.kind == TaskKind::Preference {
+            let task = &self.task;
+            if let Err(why) = task.loss.parse::<crate::preference::loss::PreferenceLoss>() {
+                return bad("task.loss", why);
+            }
+            if !(task.beta > 0.0 && task.beta.is_finite()) {
+                return bad("task.beta", format!("must be a positive number, got {}", task.beta));
+            }
+            if !task.gamma.is_finite() {
+                return bad("task.gamma", format!("must be a finite number, got {}", task.gamma));
+            }
+            if !(0.0..0.5).contains(&task.label_smoothing) {
+                return bad("task.label_smoothing", format!("must be in [0, 0.5), got {}", task.label_smoothing));
+            }
+            if self.data.packing {
+                return bad(
+                    "data.packing",
+                    "cannot pack preference pairs across batches; a pair's completions must batch together (data.padding_free packs each batch without padding)".into(),
+                );
+            }
         }
         if self.task.kind == TaskKind::Embedding && self.data.packing {
             return bad(

@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod load;
 pub mod methods;
+pub mod preference;
 pub mod prepare;
 pub mod schedule;
 pub mod tensorboard;

@@ -23,8 +23,11 @@ use crate::config::{MethodKind, RunConfig, TaskKind};
 use crate::error::{Result, TrainError};
 use crate::load;
 use crate::methods;
+use crate::preference::{PairStats, Preference};
 use crate::prepare::{prepare, Prepared};
 use crate::schedule::Schedule;
+
+mod task_eval;
 
 /// What a finished run reports.
 #[derive(Debug, Clone)]
@@ -72,7 +75,7 @@ impl Progress for Quiet {
 fn model_task(kind: TaskKind) -> Task {
     match kind {
         TaskKind::Classification | TaskKind::Regression => Task::SequenceClassification,
-        TaskKind::CausalLm => Task::CausalLm,
+        TaskKind::CausalLm | TaskKind::Preference => Task::CausalLm,
         TaskKind::Embedding => Task::Embedding,
         TaskKind::TokenClassification => Task::TokenClassification,
     }
@@ -80,7 +83,7 @@ fn model_task(kind: TaskKind) -> Task {
 
 /// Tensors of a host batch. Packed rows carry their restarting positions, shifted by
 /// `position_offset` (RoBERTa counts positions from padding_idx + 1).
-fn to_batch(hb: &HostBatch, packed: bool, position_offset: usize) -> Result<Batch> {
+pub(crate) fn to_batch(hb: &HostBatch, packed: bool, position_offset: usize) -> Result<Batch> {
     let shape = [hb.rows, hb.len];
     let i64s = |v: &[u32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<i64>>();
     let positions = || hb.position_ids.iter().map(|&p| i64::from(p) + position_offset as i64).collect::<Vec<i64>>();
@@ -104,8 +107,8 @@ fn to_batch(hb: &HostBatch, packed: bool, position_offset: usize) -> Result<Batc
 
 fn targets(hb: &HostBatch, kind: TaskKind) -> Result<Targets> {
     Ok(match kind {
-        TaskKind::Embedding => {
-            return Err(TrainError::Config("embedding pairs have no per-example targets".into()));
+        TaskKind::Embedding | TaskKind::Preference => {
+            return Err(TrainError::Config("pairs have no per-example targets".into()));
         }
         TaskKind::CausalLm | TaskKind::TokenClassification => Targets::Tokens(Tensor::from_vec(
             hb.labels.iter().map(|&l| i64::from(l)).collect::<Vec<i64>>(),
@@ -129,14 +132,9 @@ fn loss_units(hb: &HostBatch, kind: TaskKind) -> usize {
             (0..hb.rows).map(|r| hb.labels[r * hb.len + 1..(r + 1) * hb.len].iter().filter(|&&l| l >= 0).count()).sum()
         }
         TaskKind::TokenClassification => hb.labels.iter().filter(|&&l| l >= 0).count(),
+        // Pairs (the loader batch holds each pair's chosen sequence) and other per-example losses.
         _ => hb.targets.len(),
     }
-}
-
-/// log Σ exp(x), computed stably around the maximum.
-fn log_sum_exp(x: &[f64]) -> f64 {
-    let m = x.iter().copied().fold(f64::MIN, f64::max);
-    m + x.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
 }
 
 fn sha256_file(path: &Path) -> Option<String> {
@@ -221,6 +219,8 @@ pub struct Trainer {
     state: TrainState,
     total_steps: u64,
     resumed: bool,
+    /// The preference objective (`task.kind = "preference"`).
+    preference: Option<Preference>,
     /// How many other sequences training examples have at most (an embedding pair's positive
     /// and hard negative), found once.
     other_parts: usize,
@@ -237,11 +237,15 @@ impl Trainer {
         let dir = cfg.output.dir.clone();
         // The tokenizer is needed before the model (the label map comes from the data).
         let (tokenizer, model_dir) = load::load_tokenizer(&cfg.model.path)?;
-        let data = prepare(&cfg, &tokenizer, &model_dir)?;
+        let mut data = prepare(&cfg, &tokenizer, &model_dir)?;
+        if cfg.task.kind == TaskKind::Preference {
+            data.train = crate::preference::as_loader_examples(std::mem::take(&mut data.train))?;
+            data.validation = crate::preference::as_loader_examples(std::mem::take(&mut data.validation))?;
+        }
         let labels = match cfg.task.kind {
             TaskKind::Classification | TaskKind::TokenClassification => Some(data.labels.clone()),
             TaskKind::Regression => Some(vec!["score".into()]),
-            TaskKind::CausalLm | TaskKind::Embedding => None,
+            TaskKind::CausalLm | TaskKind::Embedding | TaskKind::Preference => None,
         };
         let quant = tunesmith_models::quantize::BaseQuant::parse(&cfg.model.quantize)
             .unwrap_or(tunesmith_models::quantize::BaseQuant::None);
@@ -265,9 +269,15 @@ impl Trainer {
                 drop_last: false,
                 pad_id,
                 pad_to_multiple_of: 1,
-                causal_labels: cfg.task.kind == TaskKind::CausalLm,
+                causal_labels: matches!(cfg.task.kind, TaskKind::CausalLm | TaskKind::Preference),
             },
         )?;
+        let preference = match cfg.task.kind {
+            TaskKind::Preference => {
+                Some(Preference::for_run(&cfg, &mut model, lora.is_some(), &data, loader.options())?)
+            }
+            _ => None,
+        };
         let per_epoch = loader.batches_per_epoch().div_ceil(cfg.train.grad_accum) as u64;
         let total_steps =
             if cfg.train.max_steps > 0 { cfg.train.max_steps as u64 } else { per_epoch * cfg.train.epochs as u64 };
@@ -305,6 +315,7 @@ impl Trainer {
             state: TrainState { config_hash, ..TrainState::default() },
             total_steps,
             resumed: false,
+            preference,
             other_parts,
         };
         if t.cfg.method.kind == MethodKind::GradualUnfreeze {
@@ -357,127 +368,14 @@ impl Trainer {
         Ok(())
     }
 
-    /// The in-batch-negatives loss of a batch of embedding pairs (`hb` holds the anchors; the
-    /// positives and any hard negatives are collated beside it), and the tokens it read.
-    fn pair_loss<'m>(
-        &'m self,
-        g: &Graph<'m>,
-        hb: &HostBatch,
-        normalizer: Option<f64>,
-        checkpoint: bool,
-    ) -> Result<(tunesmith_models::ModelLoss, usize)> {
-        let (packed, offset) = (self.packed(), self.model.config.position_offset);
-        let mut candidates = Vec::new();
-        // The example each candidate belongs to; positives (part 1) come first.
-        let mut owners: Vec<usize> = Vec::new();
-        let mut tokens = hb.tokens();
-        for part in 1..=self.other_parts {
-            // Without cross-batch packing, loader rows are single examples: rows = example ids.
-            let c = self.loader.collate_part(&hb.examples, part);
-            if c.examples.is_empty() {
-                continue;
-            }
-            tokens += c.tokens();
-            owners.extend(&c.examples);
-            candidates.push(to_batch(&c, packed, offset)?);
-        }
-        let relevant = hb
-            .examples
-            .iter()
-            .map(|ex| {
-                owners.iter().position(|o| o == ex).ok_or_else(|| {
-                    TrainError::Data(format!("{}: the pair has no positive", self.loader.examples()[*ex].loc))
-                })
-            })
-            .collect::<Result<Vec<usize>>>()?;
-        let anchors = to_batch(hb, packed, offset)?;
-        let scale = 1.0 / self.cfg.task.temperature;
-        let out = self.model.contrastive_loss(g, &anchors, &candidates, &relevant, scale, normalizer, checkpoint)?;
-        Ok((out, tokens))
-    }
-
-    /// Validation of an embedding model: every validation anchor ranks all validation
-    /// positives by cosine similarity (its own is the relevant one); the loss is the
-    /// in-batch-negatives loss over the whole set. Hard negatives are not used here.
-    fn evaluate_pairs(&self, loader: &Loader) -> Result<Map<String, Value>> {
-        let n = self.data.validation.len();
-        let mut anchors: Vec<Vec<f64>> = vec![Vec::new(); n];
-        let mut positives: Vec<Vec<f64>> = vec![Vec::new(); n];
-        for (_, hb) in loader.epoch_from(Position::default()) {
-            let g = Graph::inference();
-            for (part, store) in [(0, &mut anchors), (1, &mut positives)] {
-                let b = if part == 0 { hb.clone() } else { loader.collate_part(&hb.examples, part) };
-                let e = self.model.forward(&g, &to_batch(&b, false, 0)?, false)?;
-                let d = e.shape().last().copied().unwrap_or(1);
-                for (row, &ex) in e.value().to_vec_f64()?.chunks(d).zip(&b.examples) {
-                    let norm = row.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-12);
-                    store[ex] = row.iter().map(|x| x / norm).collect();
-                }
-            }
-        }
-        let scale = 1.0 / self.cfg.task.temperature;
-        let (mut ranks, mut loss, mut cos) = (Vec::with_capacity(n), 0.0, 0.0);
-        for (i, a) in anchors.iter().enumerate() {
-            let sims: Vec<f64> = positives.iter().map(|p| a.iter().zip(p).map(|(x, y)| x * y).sum()).collect();
-            ranks.push(tunesmith_eval::retrieval::rank_of(&sims, i));
-            let logits: Vec<f64> = sims.iter().map(|s| s * scale).collect();
-            loss += log_sum_exp(&logits) - logits[i];
-            cos += sims[i];
-        }
-        let s = tunesmith_eval::retrieval::from_ranks(&ranks)?;
-        let mut m = Map::new();
-        m.insert("loss".into(), json!(loss / n as f64));
-        m.insert("accuracy_at_1".into(), json!(s.accuracy_at_1));
-        m.insert("accuracy_at_5".into(), json!(s.accuracy_at_5));
-        m.insert("mrr_at_10".into(), json!(s.mrr_at_10));
-        m.insert("mean_positive_cosine".into(), json!(cos / n as f64));
-        Ok(m)
-    }
-
-    /// Validation of token classification: loss and accuracy over the tagged words (the first
-    /// token of each word), and entity precision/recall/F1 as seqeval scores them when the tags
-    /// are IOB/IOBES entity tags.
-    fn evaluate_tags(&self, loader: &Loader) -> Result<Map<String, Value>> {
-        let n = self.data.validation.len();
-        let mut truth: Vec<Vec<String>> = vec![Vec::new(); n];
-        let mut pred: Vec<Vec<String>> = vec![Vec::new(); n];
-        let (mut loss, mut words, mut right) = (0.0, 0usize, 0usize);
-        let names = &self.data.labels;
-        for (_, hb) in loader.epoch_from(Position::default()) {
-            let g = Graph::inference();
-            let logits = self.model.forward(&g, &to_batch(&hb, false, 0)?, false)?;
-            let k = logits.shape().last().copied().unwrap_or(1);
-            let v = logits.value().to_vec_f64()?;
-            for (r, &ex) in hb.examples.iter().enumerate() {
-                for c in 0..hb.len {
-                    let i = r * hb.len + c;
-                    let Ok(label) = usize::try_from(hb.labels[i]) else { continue };
-                    let row = &v[i * k..(i + 1) * k];
-                    let best = argmax(row);
-                    loss += log_sum_exp(row) - row[label];
-                    words += 1;
-                    right += usize::from(best == label);
-                    truth[ex].push(names[label].clone());
-                    pred[ex].push(names[best].clone());
-                }
-            }
-        }
-        let mut m = Map::new();
-        m.insert("loss".into(), json!(loss / words.max(1) as f64));
-        m.insert("accuracy".into(), json!(right as f64 / words.max(1) as f64));
-        let entity_tags = names.iter().any(|t| ["B-", "I-", "E-", "S-"].iter().any(|p| t.starts_with(p)));
-        if entity_tags {
-            let s = tunesmith_eval::ner::entity_scores(&truth, &pred)?;
-            m.insert("precision".into(), json!(s.precision));
-            m.insert("recall".into(), json!(s.recall));
-            m.insert("f1".into(), json!(s.f1));
-        }
-        Ok(m)
-    }
-
     /// Whether training batches are packed (several examples per row with segment ids).
     fn packed(&self) -> bool {
         self.cfg.data.packing || self.cfg.data.padding_free
+    }
+
+    /// Data rows left out while reading or encoding, each with its file, line and reason.
+    pub fn rejected_rows(&self) -> &[String] {
+        &self.data.rejected
     }
 
     /// Whether a checkpoint was restored.
@@ -532,11 +430,15 @@ impl Trainer {
     }
 
     /// Evaluates on the validation set; writes per-example predictions when `save` is set.
-    pub fn evaluate(&self, save: bool) -> Result<Option<Map<String, Value>>> {
+    pub fn evaluate(&mut self, save: bool) -> Result<Option<Map<String, Value>>> {
         if self.data.validation.is_empty() {
             return Ok(None);
         }
         let kind = self.cfg.task.kind;
+        if let Some(p) = &self.preference {
+            let opts = LoaderOptions { batch_size: self.cfg.eval.batch_size, ..self.loader.options().clone() };
+            return p.evaluate(&mut self.model, &self.data.validation, &opts).map(Some);
+        }
         let loader = Loader::new(
             self.data.validation.clone(),
             LoaderOptions {
@@ -616,8 +518,8 @@ impl Trainer {
                     m.insert("perplexity".into(), json!(s.perplexity));
                 }
             }
-            // Scored by evaluate_pairs and evaluate_tags above.
-            TaskKind::Embedding | TaskKind::TokenClassification => {}
+            // Scored by evaluate_pairs, evaluate_tags and the preference objective above.
+            TaskKind::Embedding | TaskKind::TokenClassification | TaskKind::Preference => {}
         }
         Ok(Some(m))
     }
@@ -693,7 +595,18 @@ impl Trainer {
                 let units: usize = group.iter().map(|(_, hb)| loss_units(hb, kind)).sum();
                 let mut loss_total = 0.0;
                 let mut group_tokens = 0u64;
+                let mut pair_stats = PairStats::default();
                 for (i, (_, hb)) in group.iter().enumerate() {
+                    // A preference batch: both completions of each pair, and their reference
+                    // log-probs (computed before the step's graph borrows the model).
+                    let pairs = match &self.preference {
+                        Some(p) => {
+                            let both = Preference::pair_batch(&self.loader, hb);
+                            let reference = p.reference_logps(&mut self.model, &both, true)?;
+                            Some((both, reference))
+                        }
+                        None => None,
+                    };
                     let g = Graph::train(
                         self.cfg.train.seed.wrapping_mul(1_000_003).wrapping_add(self.state.step * 64 + i as u64),
                     );
@@ -703,14 +616,19 @@ impl Trainer {
                         ..LossOptions::default()
                     };
                     let checkpointing = self.cfg.train.activation_checkpointing;
-                    let (out, tokens) = if kind == TaskKind::Embedding {
-                        self.pair_loss(&g, hb, lopts.normalizer, checkpointing)?
+                    let (loss, tokens) = if let (Some(p), Some((both, reference))) = (&self.preference, &pairs) {
+                        let step = p.step(&self.model, &g, both, reference, units.max(1) as f64, checkpointing)?;
+                        pair_stats.merge(&step.stats);
+                        (step.loss, step.tokens)
+                    } else if kind == TaskKind::Embedding {
+                        let (out, tokens) = self.pair_loss(&g, hb, lopts.normalizer, checkpointing)?;
+                        (out.loss, tokens)
                     } else {
                         let batch = to_batch(hb, self.packed(), self.model.config.position_offset)?;
-                        (self.model.loss(&g, &batch, &targets(hb, kind)?, &lopts, checkpointing)?, hb.tokens())
+                        (self.model.loss(&g, &batch, &targets(hb, kind)?, &lopts, checkpointing)?.loss, hb.tokens())
                     };
-                    loss_total += out.loss.value().scalar_value()?;
-                    g.backward(&out.loss, &mut grads)?;
+                    loss_total += loss.value().scalar_value()?;
+                    g.backward(&loss, &mut grads)?;
                     group_tokens += tokens as u64;
                 }
                 window_tokens += group_tokens;
@@ -753,9 +671,13 @@ impl Trainer {
                 let tps = window_tokens as f64 / elapsed.max(1e-9);
                 progress.step(self.state.step, loss_total, lr, tps);
                 if self.state.step.is_multiple_of(self.cfg.train.log_every.max(1) as u64) {
-                    log.write(&json!({"step": self.state.step, "split": "train",
+                    let mut record = json!({"step": self.state.step, "split": "train",
                         "epoch": epoch as f64 + next.index as f64 / per_epoch.max(1) as f64,
-                        "loss": loss_total, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps}));
+                        "loss": loss_total, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps});
+                    if self.preference.is_some() {
+                        record["metrics"] = Value::Object(pair_stats.metrics());
+                    }
+                    log.write(&record);
                     let _ = tb.scalars(
                         self.state.step,
                         &[

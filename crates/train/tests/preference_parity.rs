@@ -1,0 +1,159 @@
+//! Preference losses against TRL (fixtures from scripts/make_preference_fixtures.py): on a fixed
+//! batch of three pairs through the tiny Llama parity checkpoint with a random LoRA adapter,
+//! the loss, TRL's reward metrics and every LoRA gradient equal DPOTrainer's (the reference: the
+//! adapter switched off), padded and padding-free; SimPO and ORPO equal CPOTrainer's and
+//! ORPOTrainer's loss functions on fixed log-probs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use tunesmith_data::batch::{Loader, LoaderOptions};
+use tunesmith_data::encode::{Encoded, Sequence, Target, IGNORE};
+use tunesmith_data::error::Loc;
+use tunesmith_engine::{Grads, Graph};
+use tunesmith_models::{lora, LoadOptions, Model, Task};
+use tunesmith_testkit::max_rel_diff;
+use tunesmith_train::preference::loss::{pair_loss, LossParams, PairLogps, PreferenceLoss};
+use tunesmith_train::preference::{Preference, Reference};
+
+/// The committed fixtures, or a fresh set (`TUNESMITH_PREFERENCE_FIXTURES`, as
+/// scripts/check_preference_live.sh writes it).
+fn fixtures() -> PathBuf {
+    match std::env::var_os("TUNESMITH_PREFERENCE_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preference"),
+    }
+}
+
+fn fixture() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("trl.json")).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+/// prompt + completion, trained on the completion only.
+fn sequence(prompt: &[u32], completion: &[u32]) -> Sequence {
+    let input_ids: Vec<u32> = prompt.iter().chain(completion).copied().collect();
+    let labels = prompt.iter().map(|_| IGNORE).chain(completion.iter().map(|&t| t as i32)).collect();
+    Sequence { input_ids, labels, token_type_ids: Vec::new() }
+}
+
+fn pairs(f: &Value) -> Vec<Encoded> {
+    let encoded = f["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let prompt = ids(&p["prompt_ids"]);
+            Encoded {
+                sequence: sequence(&prompt, &ids(&p["chosen_ids"])),
+                rejected: Some(sequence(&prompt, &ids(&p["rejected_ids"]))),
+                others: Vec::new(),
+                target: Target::None,
+                truncated: false,
+                loc: Loc { file: Arc::from(Path::new("pairs.jsonl")), line: i + 1 },
+            }
+        })
+        .collect();
+    tunesmith_train::preference::as_loader_examples(encoded).unwrap()
+}
+
+#[test]
+fn dpo_trainer_losses_metrics_and_lora_gradients_match_trl() {
+    let f = fixture();
+    let base =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(f["model"].as_str().unwrap().replace("crates/", ""));
+    let mut model = Model::load(&base, &LoadOptions::new(Task::CausalLm)).unwrap().0;
+    lora::load_adapter(&mut model, &fixtures().join("adapter")).unwrap();
+    let examples = pairs(&f);
+    let n = examples.len();
+    for case in f["dpo_trainer"].as_array().unwrap() {
+        let loss: PreferenceLoss = case["loss_type"].as_str().unwrap().parse().unwrap();
+        let beta = case["beta"].as_f64().unwrap();
+        for padding_free in [false, true] {
+            let objective = Preference {
+                params: LossParams { loss, beta, gamma: 0.0, label_smoothing: 0.0 },
+                reference: Reference::AdaptersOff,
+                packed: padding_free,
+            };
+            let opts = LoaderOptions { batch_size: n, shuffle: false, padding_free, ..LoaderOptions::default() };
+            let loader = Loader::new(examples.clone(), opts).unwrap();
+            let hb = loader.collate(&(0..n).collect::<Vec<_>>());
+            let both = Preference::pair_batch(&loader, &hb);
+            let reference = objective.reference_logps(&mut model, &both, true).unwrap();
+            let g = Graph::train(0);
+            let step = objective.step(&model, &g, &both, &reference, n as f64, false).unwrap();
+            let what = format!("{loss} beta {beta} padding_free {padding_free}");
+            let got = step.loss.value().scalar_value().unwrap();
+            let want = case["loss"].as_f64().unwrap();
+            assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{what}: loss {got} vs TRL {want}");
+            let metrics = step.stats.metrics();
+            for (name, want) in case["metrics"].as_object().unwrap() {
+                let (got, want) = (metrics[name].as_f64().unwrap(), want.as_f64().unwrap());
+                assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{what}: {name} {got} vs TRL {want}");
+            }
+            let mut grads = Grads::new();
+            g.backward(&step.loss, &mut grads).unwrap();
+            let want = case["grads"].as_object().unwrap();
+            for (name, want) in want {
+                let id = model.params.id(name).unwrap_or_else(|| panic!("no parameter {name}"));
+                let got = grads.get(id).unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
+                let diff = max_rel_diff(&got.to_vec_f64().unwrap(), &floats(want));
+                assert!(diff < 1e-5, "{what}: {name} gradient differs from TRL's by {diff:e} (relative to its max)");
+            }
+            assert_eq!(grads.params().count(), want.len(), "{what}: gradients for parameters TRL has none for");
+        }
+    }
+}
+
+#[test]
+fn simpo_and_orpo_equal_trl_loss_functions() {
+    let f = fixture();
+    for case in f["functions"].as_array().unwrap() {
+        let loss: PreferenceLoss = case["loss"].as_str().unwrap().parse().unwrap();
+        let p = LossParams {
+            loss,
+            beta: case["beta"].as_f64().unwrap(),
+            gamma: case["gamma"].as_f64().unwrap(),
+            label_smoothing: case["label_smoothing"].as_f64().unwrap(),
+        };
+        let (c, r) = (floats(&case["chosen_mean_logps"]), floats(&case["rejected_mean_logps"]));
+        // TRL's functions take token means; one token per completion makes ours see the same.
+        let pairs: Vec<PairLogps> = c
+            .iter()
+            .zip(&r)
+            .map(|(&chosen, &rejected)| PairLogps {
+                chosen,
+                rejected,
+                chosen_tokens: 1,
+                rejected_tokens: 1,
+                ..PairLogps::default()
+            })
+            .collect();
+        let out = pair_loss(&p, &pairs);
+        let k = pairs.len() as f64;
+        // ORPO's NLL term (the chosen tokens' mean NLL) is not part of TRL's odds_ratio_loss.
+        let nll = if loss == PreferenceLoss::Orpo { -c.iter().sum::<f64>() / k } else { 0.0 };
+        let what = format!("{loss} beta {}", p.beta);
+        let value = out.sum / k - nll;
+        let want = case["value"].as_f64().unwrap();
+        // ORPOTrainer computes in f32; CPOTrainer in the inputs' f64.
+        let tol = if loss == PreferenceLoss::Orpo { 1e-6 } else { 1e-10 };
+        assert!((value - want).abs() < tol * want.abs().max(1.0), "{what}: {value} vs TRL {want}");
+        let nll_grad = if loss == PreferenceLoss::Orpo { -1.0 } else { 0.0 };
+        let dc: Vec<f64> = out.d_chosen.iter().map(|d| (d - nll_grad) / k).collect();
+        let dr: Vec<f64> = out.d_rejected.iter().map(|d| d / k).collect();
+        assert!(max_rel_diff(&dc, &floats(&case["d_chosen"])) < tol, "{what}: d chosen {dc:?}");
+        assert!(max_rel_diff(&dr, &floats(&case["d_rejected"])) < tol, "{what}: d rejected {dr:?}");
+        assert!(max_rel_diff(&out.chosen_rewards, &floats(&case["chosen_rewards"])) < tol, "{what}: rewards");
+        assert!(max_rel_diff(&out.rejected_rewards, &floats(&case["rejected_rewards"])) < tol, "{what}: rewards");
+    }
+}

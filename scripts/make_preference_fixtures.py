@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Preference-loss fixtures for crates/train/tests/preference_parity.rs, from TRL itself.
+
+Model level: the tiny Llama parity checkpoint (crates/models/tests/fixtures/parity/llama_gqa)
+with a PEFT LoRA adapter whose A and B are both random (init_lora_weights=False), so that the
+policy differs from the reference (the base: DPOTrainer given a peft_config disables the new
+adapter for the reference pass). For each DPOTrainer loss type it records, on one fixed batch of three pairs: the loss,
+TRL's logged metrics and the gradient of every LoRA parameter.
+
+Function level: the reference-free losses on fixed summed log-probs, through TRL's own
+functions: CPOTrainer.cpo_loss (loss_type="simpo", SimPO) and ORPOTrainer.odds_ratio_loss
+(ORPO), with autograd gradients with respect to the log-probs.
+
+  bench/.venv/bin/python scripts/make_preference_fixtures.py crates/train/tests/fixtures/preference
+
+Needs torch, transformers, peft and trl (bench/.venv has them).
+"""
+import json, os, sys, tempfile, types
+
+import torch
+import transformers as tf
+from datasets import Dataset
+from peft import LoraConfig, get_peft_model
+from tokenizers import Tokenizer, models, pre_tokenizers
+import trl
+from trl import DPOConfig, DPOTrainer
+from trl.experimental.cpo import CPOTrainer
+from trl.experimental.orpo import ORPOTrainer
+
+OUT = sys.argv[1] if len(sys.argv) > 1 else "crates/train/tests/fixtures/preference"
+BASE = "crates/models/tests/fixtures/parity/llama_gqa"
+V = 97
+torch.manual_seed(0)
+
+# Pairs as token ids (the tokenizer below maps "wK" to id K; 0 is <pad>, 1 <unk>, 2 </s>).
+PAIRS = [
+    ([5, 17, 33, 8], [40, 41, 9, 2], [50, 12, 2]),
+    ([6, 7], [60, 61, 62, 63, 64, 2], [70, 2]),
+    ([9, 10, 11, 12, 13], [80, 2], [81, 82, 83, 84, 2]),
+]
+
+
+def tokenizer():
+    vocab = {"<pad>": 0, "<unk>": 1, "</s>": 2, **{f"w{i}": i for i in range(3, V)}}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = tf.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    return fast
+
+
+def text(ids):
+    return " ".join(f"w{i}" for i in ids if i != 2)
+
+
+LORA = dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0, task_type="CAUSAL_LM")
+
+
+def random_adapter(adapter_dir):
+    """A LoRA adapter with A and B both random (scaled so that the policy differs clearly from
+    the base), saved in PEFT's format; returns its weights."""
+    base = tf.LlamaForCausalLM.from_pretrained(BASE, torch_dtype=torch.float32)
+    torch.manual_seed(1)
+    model = get_peft_model(base, LoraConfig(**LORA, init_lora_weights=False))
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_" in n:
+                p.mul_(0.5)
+    model.save_pretrained(adapter_dir)
+    os.remove(os.path.join(adapter_dir, "README.md"))  # PEFT's model card template
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+
+
+def dpo_case(weights, tok, loss_type, beta, work):
+    """DPOTrainer given the base and a LoRA config (a new adapter: the reference is the base with
+    the adapter disabled), its adapter then set to the random weights."""
+    ds = Dataset.from_list([{"prompt": text(p) + " ", "chosen": text(c), "rejected": text(r)} for p, c, r in PAIRS])
+    args = DPOConfig(output_dir=work, beta=beta, loss_type=[loss_type], report_to="none", use_cpu=True,
+                     per_device_train_batch_size=len(PAIRS), max_length=None, bf16=False, dataset_num_proc=None)
+    base = tf.LlamaForCausalLM.from_pretrained(BASE, torch_dtype=torch.float32)
+    trainer = DPOTrainer(model=base, args=args, train_dataset=ds, processing_class=tok,
+                         peft_config=LoraConfig(**LORA))
+    with torch.no_grad():
+        params = dict(trainer.model.named_parameters())
+        for n, w in weights.items():
+            params[n].copy_(w)
+    rows = [trainer.train_dataset[i] for i in range(len(PAIRS))]
+    for row, (p, c, r) in zip(rows, PAIRS):
+        assert row["prompt_ids"] == p and row["chosen_ids"] == c and row["rejected_ids"] == r, row
+    batch = trainer.data_collator(rows)
+    trainer.model.train()
+    trainer.model.zero_grad()
+    loss = trainer.compute_loss(trainer.model, batch)
+    loss.backward()
+    grads = {}
+    for n, p in trainer.model.named_parameters():
+        if p.grad is not None:
+            name = n.replace("base_model.model.", "", 1).replace(".default", "")
+            grads[name] = p.grad.detach().flatten().tolist()
+    assert grads, "no LoRA parameter got a gradient"
+    metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()
+               if k.startswith("rewards/") or k.startswith("logps/")}
+    return {"loss": loss.item(), "metrics": metrics, "grads": grads}
+
+
+def function_cases():
+    chosen = torch.tensor([-1.25, -0.5, -2.0, -0.05], dtype=torch.float64)
+    rejected = torch.tensor([-1.5, -0.25, -2.75, -3.0], dtype=torch.float64)
+    out = []
+    stub = types.SimpleNamespace(accelerator=types.SimpleNamespace(device="cpu"))
+    for beta, gamma, eps in [(2.0, 0.5, 0.0), (0.7, 1.2, 0.1)]:
+        c, r = chosen.clone().requires_grad_(), rejected.clone().requires_grad_()
+        s = types.SimpleNamespace(**vars(stub), alpha=0.0, loss_type="simpo", simpo_gamma=gamma, beta=beta,
+                                  label_smoothing=eps)
+        losses, rc, rr = CPOTrainer.cpo_loss(s, c, r)
+        losses.mean().backward()
+        out.append({"loss": "simpo", "beta": beta, "gamma": gamma, "label_smoothing": eps,
+                    "chosen_mean_logps": chosen.tolist(), "rejected_mean_logps": rejected.tolist(),
+                    "value": losses.mean().item(), "d_chosen": c.grad.tolist(), "d_rejected": r.grad.tolist(),
+                    "chosen_rewards": rc.tolist(), "rejected_rewards": rr.tolist()})
+    for beta in [0.1, 0.5]:
+        c, r = chosen.clone().requires_grad_(), rejected.clone().requires_grad_()
+        s = types.SimpleNamespace(**vars(stub), beta=beta)
+        losses, rc, rr, _, _ = ORPOTrainer.odds_ratio_loss(s, c, r)
+        # ORPOTrainer's loss is the NLL minus the mean of these; the pair part here.
+        (-losses.mean()).backward()
+        out.append({"loss": "orpo", "beta": beta, "gamma": 0.0, "label_smoothing": 0.0,
+                    "chosen_mean_logps": chosen.tolist(), "rejected_mean_logps": rejected.tolist(),
+                    "value": -losses.mean().item(), "d_chosen": c.grad.tolist(), "d_rejected": r.grad.tolist(),
+                    "chosen_rewards": rc.tolist(), "rejected_rewards": rr.tolist()})
+    return out
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    tok = tokenizer()
+    weights = random_adapter(os.path.join(OUT, "adapter"))
+    cases = []
+    with tempfile.TemporaryDirectory() as work:
+        for loss_type, ours, beta in [("sigmoid", "dpo", 0.1), ("sigmoid", "dpo", 0.5), ("ipo", "ipo", 0.1),
+                                      ("hinge", "hinge", 0.5)]:
+            case = dpo_case(weights, tok, loss_type, beta, work)
+            case.update({"loss_type": ours, "trl_loss_type": loss_type, "beta": beta})
+            cases.append(case)
+    fixture = {
+        "source": f"scripts/make_preference_fixtures.py, trl {trl.__version__}, torch {torch.__version__}",
+        "model": BASE,
+        "adapter": "adapter",
+        "pairs": [{"prompt_ids": p, "chosen_ids": c, "rejected_ids": r} for p, c, r in PAIRS],
+        "dpo_trainer": cases,
+        "functions": function_cases(),
+    }
+    with open(os.path.join(OUT, "trl.json"), "w") as f:
+        json.dump(fixture, f)
+    print(f"wrote {OUT}/trl.json: {len(cases)} DPOTrainer cases, {len(fixture['functions'])} function cases")
+
+
+if __name__ == "__main__":
+    main()

@@ -7,6 +7,10 @@ policy differs from the reference (the base: DPOTrainer given a peft_config disa
 adapter for the reference pass). For each DPOTrainer loss type it records, on one fixed batch of three pairs: the loss,
 TRL's logged metrics and the gradient of every LoRA parameter.
 
+Reward model: the same checkpoint with a fresh one-output score head (saved beside); for
+RewardTrainer with and without a margin and reward centering: the loss, its metrics and the
+gradients of a few parameters (full fine-tuning).
+
 Function level: the reference-free losses on fixed summed log-probs, through TRL's own
 functions: CPOTrainer.cpo_loss (loss_type="simpo", SimPO) and ORPOTrainer.odds_ratio_loss
 (ORPO), with autograd gradients with respect to the log-probs.
@@ -23,7 +27,7 @@ from datasets import Dataset
 from peft import LoraConfig, get_peft_model
 from tokenizers import Tokenizer, models, pre_tokenizers
 import trl
-from trl import DPOConfig, DPOTrainer
+from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer
 from trl.experimental.cpo import CPOTrainer
 from trl.experimental.orpo import ORPOTrainer
 
@@ -102,6 +106,46 @@ def dpo_case(weights, tok, loss_type, beta, work):
     return {"loss": loss.item(), "metrics": metrics, "grads": grads}
 
 
+REWARD_GRADS = ["score.weight", "model.norm.weight", "model.layers.1.self_attn.v_proj.weight",
+                "model.layers.0.mlp.gate_proj.weight"]
+
+
+def reward_model(model_dir):
+    """The tiny Llama with a fresh one-output score head (seeded), saved for the Rust side."""
+    torch.manual_seed(2)
+    model = tf.LlamaForSequenceClassification.from_pretrained(BASE, num_labels=1, torch_dtype=torch.float32)
+    with torch.no_grad():
+        model.score.weight.normal_(0.0, 0.2)
+    model.config.pad_token_id = 0
+    model.save_pretrained(model_dir)
+
+
+def reward_case(model_dir, tok, margin, center, work):
+    """RewardTrainer's loss, metrics and gradients on the pairs (prompt + completion, as
+    RewardTrainer joins an explicit prompt), full fine-tuning."""
+    model = tf.LlamaForSequenceClassification.from_pretrained(model_dir, torch_dtype=torch.float32)
+    rows = [{"prompt": text(p) + " ", "chosen": text(c), "rejected": text(r)} for p, c, r in PAIRS]
+    if margin:
+        for row in rows:
+            row["margin"] = margin
+    args = RewardConfig(output_dir=work, report_to="none", use_cpu=True, per_device_train_batch_size=len(PAIRS),
+                        center_rewards_coefficient=center or None, max_length=None, bf16=False,
+                        dataset_num_proc=None)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+    examples = [trainer.train_dataset[i] for i in range(len(PAIRS))]
+    for ex, (p, c, r) in zip(examples, PAIRS):
+        assert ex["chosen_ids"] == p + c and ex["rejected_ids"] == p + r, ex
+    batch = trainer.data_collator(examples)
+    trainer.model.train()
+    trainer.model.zero_grad()
+    loss = trainer.compute_loss(trainer.model, batch)
+    loss.backward()
+    params = dict(trainer.model.named_parameters())
+    grads = {n: params[n].grad.detach().flatten().tolist() for n in REWARD_GRADS}
+    metrics = {k: v[-1] for k, v in trainer._metrics["train"].items() if k != "num_tokens"}
+    return {"margin": margin, "center_rewards": center, "loss": loss.item(), "metrics": metrics, "grads": grads}
+
+
 def function_cases():
     chosen = torch.tensor([-1.25, -0.5, -2.0, -0.05], dtype=torch.float64)
     rejected = torch.tensor([-1.5, -0.25, -2.75, -3.0], dtype=torch.float64)
@@ -141,17 +185,23 @@ def main():
             case = dpo_case(weights, tok, loss_type, beta, work)
             case.update({"loss_type": ours, "trl_loss_type": loss_type, "beta": beta})
             cases.append(case)
+    reward_dir = os.path.join(OUT, "reward_model")
+    reward_model(reward_dir)
+    with tempfile.TemporaryDirectory() as work:
+        rewards = [reward_case(reward_dir, tok, m, c, work) for m, c in [(0.0, 0.0), (0.5, 0.01)]]
     fixture = {
         "source": f"scripts/make_preference_fixtures.py, trl {trl.__version__}, torch {torch.__version__}",
         "model": BASE,
         "adapter": "adapter",
         "pairs": [{"prompt_ids": p, "chosen_ids": c, "rejected_ids": r} for p, c, r in PAIRS],
         "dpo_trainer": cases,
+        "reward_model": "reward_model",
+        "reward_trainer": rewards,
         "functions": function_cases(),
     }
     with open(os.path.join(OUT, "trl.json"), "w") as f:
         json.dump(fixture, f)
-    print(f"wrote {OUT}/trl.json: {len(cases)} DPOTrainer cases, {len(fixture['functions'])} function cases")
+    print(f"wrote {OUT}/trl.json: {len(cases)} DPOTrainer cases, {len(fixture['functions'])} function cases, {len(rewards)} RewardTrainer cases")
 
 
 if __name__ == "__main__":

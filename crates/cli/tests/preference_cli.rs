@@ -1,7 +1,8 @@
 //! DPO on a real causal LM: stories260K (../shared/weights) taught to prefer TinyStories
 //! continuations in which Lily is called Zoe over the original ones. The held-out reward
 //! accuracy rises from 0 (every reward is 0 at the start) and the margin grows; the reference
-//! modes (adapters off, precomputed, a frozen copy) agree; bad configs and rows are reported.
+//! modes (adapters off, precomputed, a frozen copy) agree; a reward model learns the same
+//! preference; bad configs and rows are reported.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -162,6 +163,33 @@ fn reference_modes_agree() {
     assert!(results[2].2 > 0.0, "{:?}", results[2]);
 }
 
+/// A reward model from the same pairs: a fresh one-output head on stories260K, fully fine-tuned
+/// with the Bradley–Terry loss; the held-out accuracy rises and the model is saved in
+/// transformers' sequence-classification layout (what TRL's RewardTrainer writes).
+#[test]
+fn reward_model_learns_the_preference_and_saves_a_sequence_classifier() {
+    let Some(s) = shared() else { return eprintln!("SKIPPED: ../shared is absent") };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_pairs(&s, tmp.path());
+    let cfg = config(&s, &data, &tmp.path().join("rm"), "kind = \"full\"", "", 12)
+        .replace("kind = \"preference\"", "kind = \"reward\"")
+        .replace("lr = 1e-2", "lr = 2e-3");
+    let (o, log) = run(tmp.path(), "rm", &cfg);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e = evals(&log);
+    let acc: Vec<f64> = e.iter().map(|m| m["accuracy"].as_f64().unwrap()).collect();
+    let margin: Vec<f64> = e.iter().map(|m| m["margin"].as_f64().unwrap()).collect();
+    assert!(acc[3] >= 0.75 && acc[3] > acc[0], "held-out accuracy {acc:?}");
+    assert!(margin[3] > margin[0] && margin[3] > 0.0, "margins {margin:?}");
+    for name in ["mean_reward", "min_reward", "max_reward", "loss"] {
+        assert!(e[3][name].as_f64().is_some_and(f64::is_finite), "{name} missing");
+    }
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("rm/final/model/config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "LlamaForSequenceClassification", "{config}");
+    assert_eq!(config["id2label"].as_object().map(|m| m.len()), Some(1), "{config}");
+}
+
 #[test]
 fn bad_preference_configs_exit_2_naming_the_key() {
     let Some(s) = shared() else { return eprintln!("SKIPPED: ../shared is absent") };
@@ -173,6 +201,11 @@ fn bad_preference_configs_exit_2_naming_the_key() {
         (base.replace("beta = 0.1", "beta = 0.0"), "task.beta", "positive"),
         (base.replace("padding_free = true", "packing = true"), "data.packing", "cannot pack preference pairs"),
         (base.replace("beta = 0.1", "beta = 0.1\nlabel_smoothing = 0.7"), "task.label_smoothing", "[0, 0.5)"),
+        (
+            base.replace("kind = \"preference\"", "kind = \"reward\"\ncenter_rewards = -1.0"),
+            "task.center_rewards",
+            "0 or more",
+        ),
     ] {
         let path = tmp.path().join("bad.toml");
         std::fs::write(&path, edit).unwrap();

@@ -96,6 +96,12 @@ pub fn read_header(path: &Path) -> Result<Llama2cHeader> {
 
 /// Reads a llama2.c checkpoint into a causal-LM [`Model`].
 pub fn load(path: &Path) -> Result<(Model, LoadReport, Llama2cHeader)> {
+    load_with(path, &LoadOptions::new(crate::Task::CausalLm))
+}
+
+/// Loads a llama2.c checkpoint with a head for `opts.task` (a sequence-classification
+/// head, e.g. a reward model's, is created fresh from `opts`' labels and seed).
+pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<(Model, LoadReport, Llama2cHeader)> {
     let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
     let hdr = parse_header(path, &bytes)?;
     let (d, hd_all, l) = (hdr.dim, hdr.hidden_dim, hdr.n_layers);
@@ -178,6 +184,6 @@ pub fn load(path: &Path) -> Result<(Model, LoadReport, Llama2cHeader)> {
     });
     let cfg = ModelConfig::from_json(path, config)?;
     let ck = Checkpoint::from_tensors(path, tensors);
-    let (model, report) = Model::from_checkpoint(cfg, &ck, &LoadOptions::new(crate::Task::CausalLm))?;
+    let (model, report) = Model::from_checkpoint(cfg, &ck, opts)?;
     Ok((model, report, hdr))
 }

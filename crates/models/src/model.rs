@@ -555,16 +555,18 @@ impl Model {
     }
 
     /// Indices (into the flattened `[B·T]` positions) of each row's last real token, as
-    /// transformers picks it: the rightmost token that is not the pad token (or the last
-    /// position when the config has no pad token).
+    /// transformers picks it: the rightmost token that is not the pad token. When the config has
+    /// no pad token (transformers then refuses padded batches), the last attended position.
     fn last_token_rows(&self, batch: &Batch) -> Result<Vec<i64>> {
         let (b, t) = batch.dims();
         let ids: Vec<i64> = batch.input_ids.to_vec_f64()?.into_iter().map(|x| x as i64).collect();
+        let mask: Option<Vec<f64>> = batch.attention_mask.as_ref().map(Tensor::to_vec_f64).transpose()?;
         Ok((0..b)
             .map(|r| {
-                let last = match self.config.pad_token_id {
-                    Some(pad) => (0..t).filter(|&c| ids[r * t + c] != pad as i64).max().unwrap_or(0),
-                    None => t - 1,
+                let last = match (self.config.pad_token_id, &mask) {
+                    (Some(pad), _) => (0..t).filter(|&c| ids[r * t + c] != pad as i64).max().unwrap_or(0),
+                    (None, Some(m)) => (0..t).filter(|&c| m[r * t + c] != 0.0).max().unwrap_or(0),
+                    (None, None) => t - 1,
                 };
                 (r * t + last) as i64
             })

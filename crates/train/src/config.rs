@@ -72,6 +72,8 @@ pub enum TaskKind {
     TokenClassification,
     /// Preference optimization (DPO and its family) on prompt / chosen / rejected pairs.
     Preference,
+    /// A reward model: a scalar head trained with the Bradley–Terry loss on preference pairs.
+    Reward,
 }
 
 impl TaskKind {
@@ -84,6 +86,7 @@ impl TaskKind {
             TaskKind::Embedding => "embedding",
             TaskKind::TokenClassification => "token_classification",
             TaskKind::Preference => "preference",
+            TaskKind::Reward => "reward",
         }
     }
 }
@@ -117,6 +120,13 @@ pub struct TaskSection {
     /// reference in every step (a full fine-tune then keeps no frozen copy of the model).
     #[serde(default)]
     pub precompute_ref: bool,
+    /// Reward: the margin by which the chosen reward should beat the rejected one.
+    #[serde(default)]
+    pub margin: f64,
+    /// Reward: the weight of the (r_chosen + r_rejected)² term that centres rewards on 0 (TRL's
+    /// `center_rewards_coefficient`; 0 for none).
+    #[serde(default)]
+    pub center_rewards: f64,
 }
 
 fn default_temperature() -> f64 {
@@ -513,7 +523,21 @@ impl Default for OutputSection {
 pub fn valid_keys() -> Vec<String> {
     let sections: [(&str, &[&str]); 7] = [
         ("model", &["path", "dtype", "quantize"]),
-        ("task", &["kind", "labels", "temperature", "loss", "beta", "gamma", "label_smoothing", "precompute_ref"]),
+        (
+            "task",
+            &[
+                "kind",
+                "labels",
+                "temperature",
+                "loss",
+                "beta",
+                "gamma",
+                "label_smoothing",
+                "precompute_ref",
+                "margin",
+                "center_rewards",
+            ],
+        ),
         (
             "data",
             &[
@@ -731,6 +755,20 @@ impl RunConfig {
         if !(self.task.temperature > 0.0 && self.task.temperature.is_finite()) {
             return bad("task.temperature", format!("must be a positive number, got {}", self.task.temperature));
         }
+        if self.task.kind == TaskKind::Reward {
+            if !self.task.margin.is_finite() {
+                return bad("task.margin", format!("must be a finite number, got {}", self.task.margin));
+            }
+            if !(self.task.center_rewards >= 0.0 && self.task.center_rewards.is_finite()) {
+                return bad("task.center_rewards", format!("must be 0 or more, got {}", self.task.center_rewards));
+            }
+        }
+        if matches!(self.task.kind, TaskKind::Preference | TaskKind::Reward) && self.data.packing {
+            return bad(
+                "data.packing",
+                "cannot pack preference pairs across batches; a pair's sequences must batch together (data.padding_free packs each batch without padding)".into(),
+            );
+        }
         if self.task.kind == TaskKind::Preference {
             let task = &self.task;
             if let Err(why) = task.loss.parse::<crate::preference::loss::PreferenceLoss>() {
@@ -744,12 +782,6 @@ impl RunConfig {
             }
             if !(0.0..0.5).contains(&task.label_smoothing) {
                 return bad("task.label_smoothing", format!("must be in [0, 0.5), got {}", task.label_smoothing));
-            }
-            if self.data.packing {
-                return bad(
-                    "data.packing",
-                    "cannot pack preference pairs across batches; a pair's completions must batch together (data.padding_free packs each batch without padding)".into(),
-                );
             }
         }
         if self.task.kind == TaskKind::Embedding && self.data.packing {

@@ -85,17 +85,17 @@ pub fn load_model(
     seed: u64,
     quant: BaseQuant,
 ) -> Result<Model> {
-    if is_llama2c(reference) {
-        if task != Task::CausalLm {
-            return Err(TrainError::Config(format!(
-                "{reference}: llama2.c checkpoints are causal language models; use task.kind = \"causal_lm\""
-            )));
-        }
-        return Ok(llama2c::load(Path::new(reference))?.0);
-    }
     let mut opts = LoadOptions::new(task);
     opts.labels = labels;
     opts.seed = seed;
+    if is_llama2c(reference) {
+        if !matches!(task, Task::CausalLm | Task::SequenceClassification) {
+            return Err(TrainError::Config(format!(
+                "{reference}: a llama2.c checkpoint is a decoder; use task.kind = \"causal_lm\", a sequence task (classification, regression, reward) or \"preference\""
+            )));
+        }
+        return Ok(llama2c::load_with(Path::new(reference), &opts)?.0);
+    }
     if gguf::is_gguf_reference(reference) {
         let file = gguf::GgufFile::open(Path::new(reference))?;
         return Ok(gguf::load::load_file_quantized(&file, &opts, quant)?.0);

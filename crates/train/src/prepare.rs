@@ -53,7 +53,7 @@ fn check_task_fits(ds: &Dataset, task: TaskKind, what: &str) -> Result<()> {
                 | (Example::Chat { .. } | Example::Text(_), TaskKind::CausalLm)
                 | (Example::Pair { .. }, TaskKind::Embedding)
                 | (Example::Tagged { .. }, TaskKind::TokenClassification)
-                | (Example::Preference { .. }, TaskKind::Preference)
+                | (Example::Preference { .. }, TaskKind::Preference | TaskKind::Reward)
         )
     };
     if let Some(r) = ds.records.iter().find(|r| !fits(r)) {
@@ -137,7 +137,7 @@ pub fn prepare(cfg: &RunConfig, tokenizer: &Tokenizer, model_dir: &Path) -> Resu
             }
         }
     }
-    let tmpl = if matches!(cfg.task.kind, TaskKind::CausalLm | TaskKind::Preference) {
+    let tmpl = if matches!(cfg.task.kind, TaskKind::CausalLm | TaskKind::Preference | TaskKind::Reward) {
         let spec = (d.template != "model").then_some(d.template.as_str());
         template::resolve(spec, Some(model_dir))?
     } else {

@@ -74,7 +74,7 @@ impl Progress for Quiet {
 
 fn model_task(kind: TaskKind) -> Task {
     match kind {
-        TaskKind::Classification | TaskKind::Regression => Task::SequenceClassification,
+        TaskKind::Classification | TaskKind::Regression | TaskKind::Reward => Task::SequenceClassification,
         TaskKind::CausalLm | TaskKind::Preference => Task::CausalLm,
         TaskKind::Embedding => Task::Embedding,
         TaskKind::TokenClassification => Task::TokenClassification,
@@ -107,7 +107,7 @@ pub(crate) fn to_batch(hb: &HostBatch, packed: bool, position_offset: usize) -> 
 
 fn targets(hb: &HostBatch, kind: TaskKind) -> Result<Targets> {
     Ok(match kind {
-        TaskKind::Embedding | TaskKind::Preference => {
+        TaskKind::Embedding | TaskKind::Preference | TaskKind::Reward => {
             return Err(TrainError::Config("pairs have no per-example targets".into()));
         }
         TaskKind::CausalLm | TaskKind::TokenClassification => Targets::Tokens(Tensor::from_vec(
@@ -238,13 +238,14 @@ impl Trainer {
         // The tokenizer is needed before the model (the label map comes from the data).
         let (tokenizer, model_dir) = load::load_tokenizer(&cfg.model.path)?;
         let mut data = prepare(&cfg, &tokenizer, &model_dir)?;
-        if cfg.task.kind == TaskKind::Preference {
+        if matches!(cfg.task.kind, TaskKind::Preference | TaskKind::Reward) {
             data.train = crate::preference::as_loader_examples(std::mem::take(&mut data.train))?;
             data.validation = crate::preference::as_loader_examples(std::mem::take(&mut data.validation))?;
         }
         let labels = match cfg.task.kind {
             TaskKind::Classification | TaskKind::TokenClassification => Some(data.labels.clone()),
             TaskKind::Regression => Some(vec!["score".into()]),
+            TaskKind::Reward => Some(vec!["reward".into()]),
             TaskKind::CausalLm | TaskKind::Embedding | TaskKind::Preference => None,
         };
         let quant = tunesmith_models::quantize::BaseQuant::parse(&cfg.model.quantize)
@@ -273,7 +274,7 @@ impl Trainer {
             },
         )?;
         let preference = match cfg.task.kind {
-            TaskKind::Preference => {
+            TaskKind::Preference | TaskKind::Reward => {
                 Some(Preference::for_run(&cfg, &mut model, lora.is_some(), &data, loader.options())?)
             }
             _ => None,
@@ -519,7 +520,7 @@ impl Trainer {
                 }
             }
             // Scored by evaluate_pairs, evaluate_tags and the preference objective above.
-            TaskKind::Embedding | TaskKind::TokenClassification | TaskKind::Preference => {}
+            TaskKind::Embedding | TaskKind::TokenClassification | TaskKind::Preference | TaskKind::Reward => {}
         }
         Ok(Some(m))
     }
@@ -675,7 +676,8 @@ impl Trainer {
                         "epoch": epoch as f64 + next.index as f64 / per_epoch.max(1) as f64,
                         "loss": loss_total, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps});
                     if self.preference.is_some() {
-                        record["metrics"] = Value::Object(pair_stats.metrics());
+                        record["metrics"] =
+                            Value::Object(self.preference.as_ref().map(|p| p.metrics(&pair_stats)).unwrap_or_default());
                     }
                     log.write(&record);
                     let _ = tb.scalars(

@@ -2,7 +2,8 @@
 //! batch of three pairs through the tiny Llama parity checkpoint with a random LoRA adapter,
 //! the loss, TRL's reward metrics and every LoRA gradient equal DPOTrainer's (the reference: the
 //! adapter switched off), padded and padding-free; SimPO and ORPO equal CPOTrainer's and
-//! ORPOTrainer's loss functions on fixed log-probs.
+//! ORPOTrainer's loss functions on fixed log-probs; a reward model's loss, metrics and gradients
+//! equal RewardTrainer's, with and without a margin and reward centering.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,7 +16,8 @@ use tunesmith_engine::{Grads, Graph};
 use tunesmith_models::{lora, LoadOptions, Model, Task};
 use tunesmith_testkit::max_rel_diff;
 use tunesmith_train::preference::loss::{pair_loss, LossParams, PairLogps, PreferenceLoss};
-use tunesmith_train::preference::{Preference, Reference};
+use tunesmith_train::preference::reward::RewardParams;
+use tunesmith_train::preference::{PairObjective, Preference, Reference};
 
 /// The committed fixtures, or a fresh set (`TUNESMITH_PREFERENCE_FIXTURES`, as
 /// scripts/check_preference_live.sh writes it).
@@ -80,7 +82,7 @@ fn dpo_trainer_losses_metrics_and_lora_gradients_match_trl() {
         let beta = case["beta"].as_f64().unwrap();
         for padding_free in [false, true] {
             let objective = Preference {
-                params: LossParams { loss, beta, gamma: 0.0, label_smoothing: 0.0 },
+                objective: PairObjective::Policy(LossParams { loss, beta, gamma: 0.0, label_smoothing: 0.0 }),
                 reference: Reference::AdaptersOff,
                 packed: padding_free,
             };
@@ -155,5 +157,48 @@ fn simpo_and_orpo_equal_trl_loss_functions() {
         assert!(max_rel_diff(&dr, &floats(&case["d_rejected"])) < tol, "{what}: d rejected {dr:?}");
         assert!(max_rel_diff(&out.chosen_rewards, &floats(&case["chosen_rewards"])) < tol, "{what}: rewards");
         assert!(max_rel_diff(&out.rejected_rewards, &floats(&case["rejected_rewards"])) < tol, "{what}: rewards");
+    }
+}
+
+#[test]
+fn reward_model_loss_metrics_and_gradients_match_reward_trainer() {
+    let f = fixture();
+    let dir = fixtures().join(f["reward_model"].as_str().unwrap());
+    let model = Model::load(&dir, &LoadOptions::new(Task::SequenceClassification)).unwrap().0;
+    // RewardTrainer joins an explicit prompt to each completion; the whole sequence is scored.
+    let examples = pairs(&f);
+    let n = examples.len();
+    for case in f["reward_trainer"].as_array().unwrap() {
+        let params =
+            RewardParams { margin: case["margin"].as_f64().unwrap(), center: case["center_rewards"].as_f64().unwrap() };
+        for padding_free in [false, true] {
+            let objective = Preference {
+                objective: PairObjective::Reward(params),
+                reference: Reference::None,
+                packed: padding_free,
+            };
+            let opts = LoaderOptions { batch_size: n, shuffle: false, padding_free, ..LoaderOptions::default() };
+            let loader = Loader::new(examples.clone(), opts).unwrap();
+            let both = Preference::pair_batch(&loader, &loader.collate(&(0..n).collect::<Vec<_>>()));
+            let g = Graph::train(0);
+            let step = objective.step(&model, &g, &both, &[], n as f64, false).unwrap();
+            let what = format!("{params:?} padding_free {padding_free}");
+            let got = step.loss.value().scalar_value().unwrap();
+            let want = case["loss"].as_f64().unwrap();
+            assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{what}: loss {got} vs TRL {want}");
+            let metrics = objective.metrics(&step.stats);
+            for (name, want) in case["metrics"].as_object().unwrap() {
+                let (got, want) = (metrics[name].as_f64().unwrap(), want.as_f64().unwrap());
+                assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{what}: {name} {got} vs TRL {want}");
+            }
+            let mut grads = Grads::new();
+            g.backward(&step.loss, &mut grads).unwrap();
+            for (name, want) in case["grads"].as_object().unwrap() {
+                let id = model.params.id(name).unwrap_or_else(|| panic!("no parameter {name}"));
+                let got = grads.get(id).unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
+                let diff = max_rel_diff(&got.to_vec_f64().unwrap(), &floats(want));
+                assert!(diff < 1e-5, "{what}: {name} gradient differs from TRL's by {diff:e} (relative to its max)");
+            }
+        }
     }
 }

@@ -1,13 +1,16 @@
-//! Preference optimization (`task.kind = "preference"`): DPO and its family on prompt / chosen /
-//! rejected pairs. Both completions of every pair go through the model in one forward pass
-//! (stacked, or packed without padding); the reference is the frozen base: the same weights with
-//! the LoRA adapters switched off, a frozen copy for a full fine-tune, or log-probs computed once
-//! before training (`task.precompute_ref`).
+//! Learning from prompt / chosen / rejected pairs: preference optimization of a policy
+//! (`task.kind = "preference"`, DPO and its family) and reward models (`task.kind = "reward"`,
+//! Bradley–Terry on a scalar head). Both sequences of every pair go through the model in one
+//! forward pass (stacked, or packed without padding). A policy loss compares against a reference,
+//! the frozen base: the same weights with the LoRA adapters switched off, a frozen copy for a full
+//! fine-tune, or log-probs computed once before training (`task.precompute_ref`).
 
 pub mod loss;
+pub mod reward;
 mod sequences;
+pub mod stats;
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use tunesmith_data::batch::{HostBatch, Loader, LoaderOptions, Position};
 use tunesmith_data::encode::Encoded;
 use tunesmith_data::pairs::stack;
@@ -16,7 +19,18 @@ use tunesmith_models::Model;
 
 use crate::error::{Result, TrainError};
 use loss::{pair_loss, LossParams, PairLogps};
-use sequences::{sequence_logps, SequenceLogps};
+use reward::{bradley_terry, RewardParams};
+use sequences::{reward_scores, sequence_logps, SequenceLogps};
+pub use stats::PairStats;
+
+/// What a pair's two sequences are scored by, and the loss on the two scores.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PairObjective {
+    /// The policy's summed log-probs of each completion, with a DPO-family loss.
+    Policy(LossParams),
+    /// A reward model's scalar output for each whole sequence, with the Bradley–Terry loss.
+    Reward(RewardParams),
+}
 
 /// Where the reference log-probabilities come from.
 pub enum Reference {
@@ -29,62 +43,6 @@ pub enum Reference {
     /// Computed once before training, per example: `[chosen, rejected]` for the training and the
     /// validation examples.
     Precomputed { train: Vec<[f64; 2]>, validation: Vec<[f64; 2]> },
-}
-
-/// Sums of a set of pairs' statistics, reported under TRL's metric names.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PairStats {
-    /// Pairs seen.
-    pub pairs: usize,
-    /// Σ loss (over pairs, as [`loss::PairLoss::sum`]).
-    pub loss: f64,
-    /// Σ chosen reward.
-    pub chosen_rewards: f64,
-    /// Σ rejected reward.
-    pub rejected_rewards: f64,
-    /// Pairs whose chosen reward beats the rejected one.
-    pub wins: usize,
-    /// Σ log π(chosen).
-    pub chosen_logps: f64,
-    /// Σ log π(rejected).
-    pub rejected_logps: f64,
-}
-
-impl PairStats {
-    fn add(&mut self, pairs: &[PairLogps], out: &loss::PairLoss) {
-        self.pairs += pairs.len();
-        self.loss += out.sum;
-        self.chosen_rewards += out.chosen_rewards.iter().sum::<f64>();
-        self.rejected_rewards += out.rejected_rewards.iter().sum::<f64>();
-        self.wins += out.chosen_rewards.iter().zip(&out.rejected_rewards).filter(|(c, r)| c > r).count();
-        self.chosen_logps += pairs.iter().map(|p| p.chosen).sum::<f64>();
-        self.rejected_logps += pairs.iter().map(|p| p.rejected).sum::<f64>();
-    }
-
-    /// Merges another set's sums.
-    pub fn merge(&mut self, o: &PairStats) {
-        self.pairs += o.pairs;
-        self.loss += o.loss;
-        self.chosen_rewards += o.chosen_rewards;
-        self.rejected_rewards += o.rejected_rewards;
-        self.wins += o.wins;
-        self.chosen_logps += o.chosen_logps;
-        self.rejected_logps += o.rejected_logps;
-    }
-
-    /// The means, under TRL's names (`rewards/chosen`, `rewards/accuracies`, ...) and `loss`.
-    pub fn metrics(&self) -> Map<String, Value> {
-        let n = self.pairs.max(1) as f64;
-        let mut m = Map::new();
-        m.insert("loss".into(), json!(self.loss / n));
-        m.insert("rewards/chosen".into(), json!(self.chosen_rewards / n));
-        m.insert("rewards/rejected".into(), json!(self.rejected_rewards / n));
-        m.insert("rewards/margins".into(), json!((self.chosen_rewards - self.rejected_rewards) / n));
-        m.insert("rewards/accuracies".into(), json!(self.wins as f64 / n));
-        m.insert("logps/chosen".into(), json!(self.chosen_logps / n));
-        m.insert("logps/rejected".into(), json!(self.rejected_logps / n));
-        m
-    }
 }
 
 /// What one micro-batch of pairs gives the training loop.
@@ -132,10 +90,10 @@ fn scoring(opts: &LoaderOptions) -> LoaderOptions {
     }
 }
 
-/// The preference objective of a run.
+/// The pairwise objective of a run.
 pub struct Preference {
-    /// The loss and its hyper-parameters.
-    pub params: LossParams,
+    /// The scores and the loss.
+    pub objective: PairObjective,
     /// The reference.
     pub reference: Reference,
     /// Whether training batches are packed without padding (`data.padding_free`).
@@ -153,6 +111,11 @@ impl Preference {
         opts: &LoaderOptions,
     ) -> Result<Preference> {
         let t = &cfg.task;
+        let packed = cfg.data.padding_free;
+        if t.kind == crate::config::TaskKind::Reward {
+            let objective = PairObjective::Reward(RewardParams { margin: t.margin, center: t.center_rewards });
+            return Ok(Preference { objective, reference: Reference::None, packed });
+        }
         let loss =
             t.loss.parse::<loss::PreferenceLoss>().map_err(|why| TrainError::Config(format!("task.loss: {why}")))?;
         let params = LossParams { loss, beta: t.beta, gamma: t.gamma, label_smoothing: t.label_smoothing };
@@ -171,7 +134,7 @@ impl Preference {
         } else {
             Reference::Frozen(Box::new(model.clone()))
         };
-        Ok(Preference { params, reference, packed: cfg.data.padding_free })
+        Ok(Preference { objective: PairObjective::Policy(params), reference, packed })
     }
 
     /// Both completions of the pairs in loader batch `hb` (its chosen sequences) as one batch.
@@ -219,7 +182,7 @@ impl Preference {
         normalizer: f64,
         checkpoint: bool,
     ) -> Result<PairStep> {
-        let s = sequence_logps(model, g, both, self.packed, checkpoint)?;
+        let s = self.member_scores(model, g, both, self.packed, checkpoint)?;
         let (pairs, rejected_of, out) = self.score(both, &s, reference);
         let mut grad = vec![0f32; s.values.len()];
         for (k, &j) in rejected_of.iter().enumerate() {
@@ -262,8 +225,34 @@ impl Preference {
                 }
             })
             .collect();
-        let out = pair_loss(&self.params, &pairs);
+        let out = match &self.objective {
+            PairObjective::Policy(p) => pair_loss(p, &pairs),
+            PairObjective::Reward(p) => bradley_terry(p, &pairs),
+        };
         (pairs, rejected_of, out)
+    }
+
+    /// Each member sequence's score: its summed log-probs (a policy) or its reward.
+    fn member_scores<'m>(
+        &self,
+        model: &'m Model,
+        g: &Graph<'m>,
+        both: &HostBatch,
+        packed: bool,
+        checkpoint: bool,
+    ) -> Result<SequenceLogps> {
+        match self.objective {
+            PairObjective::Policy(_) => sequence_logps(model, g, both, packed, checkpoint),
+            PairObjective::Reward(_) => reward_scores(model, g, both, packed, checkpoint),
+        }
+    }
+
+    /// A stats summary under the names of the TRL trainer of this objective.
+    pub fn metrics(&self, stats: &PairStats) -> Map<String, Value> {
+        match self.objective {
+            PairObjective::Policy(_) => stats.metrics(),
+            PairObjective::Reward(_) => stats.reward_metrics(),
+        }
     }
 
     /// Scores validation pairs: the loss and TRL's reward metrics over all of them.
@@ -279,11 +268,11 @@ impl Preference {
             let both = Self::pair_batch(&loader, &hb);
             let reference = self.reference_logps(model, &both, false)?;
             let g = Graph::inference();
-            let s = sequence_logps(model, &g, &both, false, false)?;
+            let s = self.member_scores(model, &g, &both, false, false)?;
             let (pairs, _, out) = self.score(&both, &s, &reference);
             stats.add(&pairs, &out);
         }
-        Ok(stats.metrics())
+        Ok(self.metrics(&stats))
     }
 
     /// Reference log-probs `[chosen, rejected]` of every example, computed once (batched).

@@ -1,6 +1,6 @@
-//! Per-sequence log-probabilities of a batch that holds several completions (a pair's chosen and
-//! rejected, stacked or packed together): the model's per-token log-probs summed over each
-//! member's trained tokens, differentiably, in one forward pass.
+//! Per-sequence scores of a batch that holds several sequences (a pair's chosen and rejected,
+//! stacked or packed together), differentiably, in one forward pass: a policy's per-token
+//! log-probs summed over each member's trained tokens, or a reward model's scalar output.
 
 use tunesmith_data::batch::HostBatch;
 use tunesmith_data::encode::IGNORE;
@@ -10,14 +10,14 @@ use tunesmith_models::Model;
 
 use crate::error::Result;
 
-/// The summed log-probabilities `[S, 1]` of a batch's S member sequences (differentiable when
-/// `g` records), with their values and each member's trained-token count.
+/// A score `[S, 1]` for each of a batch's S member sequences (differentiable when `g` records):
+/// summed log-probabilities, or rewards. With their values and each member's token count.
 pub struct SequenceLogps {
-    /// Σ log p over each member's trained tokens, `[S, 1]`.
+    /// Σ log p over each member's trained tokens (or its reward), `[S, 1]`.
     pub sums: Var,
     /// The same values on the host.
     pub values: Vec<f64>,
-    /// Trained tokens per member.
+    /// Trained tokens per member (all its tokens for a reward).
     pub tokens: Vec<usize>,
 }
 
@@ -46,4 +46,26 @@ pub fn sequence_logps<'m>(
     let sums = g.matmul(&owner, &g.reshape(&lp, &[n, 1])?, false, false)?;
     let values = sums.value().to_vec_f64()?;
     Ok(SequenceLogps { sums, values, tokens })
+}
+
+/// The reward `[S, 1]` of each member sequence of `hb` from a model with a one-output sequence
+/// classification head (read at each member's last token, as transformers reads it).
+pub fn reward_scores<'m>(
+    model: &'m Model,
+    g: &Graph<'m>,
+    hb: &HostBatch,
+    packed: bool,
+    checkpoint: bool,
+) -> Result<SequenceLogps> {
+    let batch = crate::trainer::to_batch(hb, packed, model.config.position_offset)?;
+    let sums = model.forward(g, &batch, checkpoint)?;
+    if sums.shape() != [hb.examples.len(), 1] {
+        return Err(crate::error::TrainError::Config(format!(
+            "a reward model needs one output per sequence, got {:?} for {} sequences",
+            sums.shape(),
+            hb.examples.len()
+        )));
+    }
+    let values = sums.value().to_vec_f64()?;
+    Ok(SequenceLogps { sums, values, tokens: member_spans(hb).iter().map(|(a, b)| b - a).collect() })
 }

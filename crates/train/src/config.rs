@@ -74,6 +74,8 @@ pub enum TaskKind {
     Preference,
     /// A reward model: a scalar head trained with the Bradley–Terry loss on preference pairs.
     Reward,
+    /// GRPO: sampled completions of each prompt scored by verifiable rewards.
+    Grpo,
 }
 
 impl TaskKind {
@@ -87,6 +89,7 @@ impl TaskKind {
             TaskKind::TokenClassification => "token_classification",
             TaskKind::Preference => "preference",
             TaskKind::Reward => "reward",
+            TaskKind::Grpo => "grpo",
         }
     }
 }
@@ -104,12 +107,14 @@ pub struct TaskSection {
     /// divided by it; sentence-transformers' default scale 20 is 0.05).
     #[serde(default = "default_temperature")]
     pub temperature: f64,
-    /// Preference: the loss, one of dpo, cdpo, ipo, hinge, simpo, orpo.
-    #[serde(default = "default_preference_loss")]
-    pub loss: String,
-    /// Preference: β (the KL strength of the DPO family; SimPO's reward scale; ORPO's λ).
-    #[serde(default = "default_beta")]
-    pub beta: f64,
+    /// Preference: the loss, one of dpo (default), cdpo, ipo, hinge, simpo, orpo. GRPO: how
+    /// per-token losses are averaged, grpo (default), bnpo or dr_grpo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<String>,
+    /// β: the KL strength of the DPO family (default 0.1; SimPO's reward scale; ORPO's λ) and of
+    /// GRPO's penalty to the reference (default 0.04; 0 skips the reference pass).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
     /// Preference: SimPO's target reward margin γ.
     #[serde(default = "default_gamma")]
     pub gamma: f64,
@@ -127,18 +132,109 @@ pub struct TaskSection {
     /// `center_rewards_coefficient`; 0 for none).
     #[serde(default)]
     pub center_rewards: f64,
+    /// GRPO: the reward functions (gsm8k, json, regex:PATTERN, length:MIN-MAX, command:CMD).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewards: Vec<String>,
+    /// GRPO: a weight per reward function (default: 1 each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reward_weights: Vec<f64>,
+    /// GRPO: completions sampled per prompt.
+    #[serde(default = "default_num_generations")]
+    pub num_generations: usize,
+    /// GRPO: tokens generated per completion at most.
+    #[serde(default = "default_max_new_tokens")]
+    pub max_new_tokens: usize,
+    /// GRPO: the sampling temperature.
+    #[serde(default = "default_one")]
+    pub sampling_temperature: f64,
+    /// GRPO: nucleus sampling's p (1 = off).
+    #[serde(default = "default_one")]
+    pub top_p: f64,
+    /// GRPO: the importance ratio is clipped to [1 − ε, 1 + ε].
+    #[serde(default = "default_epsilon")]
+    pub epsilon: f64,
+    /// GRPO: "group" (rewards normalized within each prompt's group) or "rloo".
+    #[serde(default = "default_advantage")]
+    pub advantage: String,
+}
+
+fn default_num_generations() -> usize {
+    4
+}
+
+fn default_max_new_tokens() -> usize {
+    128
+}
+
+fn default_one() -> f64 {
+    1.0
+}
+
+fn default_epsilon() -> f64 {
+    0.2
+}
+
+fn default_advantage() -> String {
+    "group".into()
+}
+
+impl TaskSection {
+    /// β, or the default of the task kind.
+    pub fn beta_or_default(&self) -> f64 {
+        self.beta.unwrap_or(if self.kind == TaskKind::Grpo { 0.04 } else { 0.1 })
+    }
+
+    /// The loss name, or the default of the task kind.
+    pub fn loss_or_default(&self) -> &str {
+        self.loss.as_deref().unwrap_or(if self.kind == TaskKind::Grpo { "grpo" } else { "dpo" })
+    }
+
+    /// The first invalid GRPO key and why.
+    fn grpo_problem(&self) -> Option<(&'static str, String)> {
+        if let Err(why) = self.loss_or_default().parse::<crate::grpo::loss::Aggregation>() {
+            return Some(("task.loss", why));
+        }
+        if self.rewards.is_empty() {
+            return Some(("task.rewards", "is empty; GRPO needs at least one reward, e.g. [\"gsm8k\"]".into()));
+        }
+        if let Some(why) = self.rewards.iter().find_map(|r| crate::grpo::rewards::RewardFn::parse(r).err()) {
+            return Some(("task.rewards", why));
+        }
+        if !self.reward_weights.is_empty() && self.reward_weights.len() != self.rewards.len() {
+            let why = format!("has {} weights for {} rewards", self.reward_weights.len(), self.rewards.len());
+            return Some(("task.reward_weights", why));
+        }
+        if self.num_generations < 2 {
+            return Some((
+                "task.num_generations",
+                format!("must be at least 2 (a group), got {}", self.num_generations),
+            ));
+        }
+        if self.max_new_tokens == 0 {
+            return Some(("task.max_new_tokens", "must be at least 1".into()));
+        }
+        if !(self.sampling_temperature > 0.0 && self.sampling_temperature.is_finite()) {
+            return Some(("task.sampling_temperature", format!("must be positive, got {}", self.sampling_temperature)));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Some(("task.top_p", format!("must be in (0, 1], got {}", self.top_p)));
+        }
+        if !(self.epsilon > 0.0 && self.epsilon < 1.0) {
+            return Some(("task.epsilon", format!("must be in (0, 1), got {}", self.epsilon)));
+        }
+        if let Err(why) = self.advantage.parse::<crate::grpo::loss::AdvantageKind>() {
+            return Some(("task.advantage", why));
+        }
+        let beta = self.beta_or_default();
+        if !(beta >= 0.0 && beta.is_finite()) {
+            return Some(("task.beta", format!("must be 0 or more, got {beta}")));
+        }
+        None
+    }
 }
 
 fn default_temperature() -> f64 {
     0.05
-}
-
-fn default_preference_loss() -> String {
-    "dpo".into()
-}
-
-fn default_beta() -> f64 {
-    0.1
 }
 
 fn default_gamma() -> f64 {
@@ -536,6 +632,14 @@ pub fn valid_keys() -> Vec<String> {
                 "precompute_ref",
                 "margin",
                 "center_rewards",
+                "rewards",
+                "reward_weights",
+                "num_generations",
+                "max_new_tokens",
+                "sampling_temperature",
+                "top_p",
+                "epsilon",
+                "advantage",
             ],
         ),
         (
@@ -763,7 +867,12 @@ impl RunConfig {
                 return bad("task.center_rewards", format!("must be 0 or more, got {}", self.task.center_rewards));
             }
         }
-        if matches!(self.task.kind, TaskKind::Preference | TaskKind::Reward) && self.data.packing {
+        if self.task.kind == TaskKind::Grpo {
+            if let Some((key, why)) = self.task.grpo_problem() {
+                return bad(key, why);
+            }
+        }
+        if matches!(self.task.kind, TaskKind::Preference | TaskKind::Reward | TaskKind::Grpo) && self.data.packing {
             return bad(
                 "data.packing",
                 "cannot pack preference pairs across batches; a pair's sequences must batch together (data.padding_free packs each batch without padding)".into(),
@@ -771,11 +880,12 @@ impl RunConfig {
         }
         if self.task.kind == TaskKind::Preference {
             let task = &self.task;
-            if let Err(why) = task.loss.parse::<crate::preference::loss::PreferenceLoss>() {
+            if let Err(why) = task.loss_or_default().parse::<crate::preference::loss::PreferenceLoss>() {
                 return bad("task.loss", why);
             }
-            if !(task.beta > 0.0 && task.beta.is_finite()) {
-                return bad("task.beta", format!("must be a positive number, got {}", task.beta));
+            let beta = task.beta_or_default();
+            if !(beta > 0.0 && beta.is_finite()) {
+                return bad("task.beta", format!("must be a positive number, got {beta}"));
             }
             if !task.gamma.is_finite() {
                 return bad("task.gamma", format!("must be a finite number, got {}", task.gamma));

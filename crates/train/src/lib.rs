@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod grpo;
 pub mod load;
 pub mod methods;
 pub mod preference;

@@ -21,6 +21,7 @@ use tunesmith_models::{Batch, LossOptions, Model, Targets, Task};
 use crate::checkpoint::{self, TrainState};
 use crate::config::{MethodKind, RunConfig, TaskKind};
 use crate::error::{Result, TrainError};
+use crate::grpo::{Grpo, GrpoStats};
 use crate::load;
 use crate::methods;
 use crate::preference::{PairStats, Preference};
@@ -75,7 +76,7 @@ impl Progress for Quiet {
 fn model_task(kind: TaskKind) -> Task {
     match kind {
         TaskKind::Classification | TaskKind::Regression | TaskKind::Reward => Task::SequenceClassification,
-        TaskKind::CausalLm | TaskKind::Preference => Task::CausalLm,
+        TaskKind::CausalLm | TaskKind::Preference | TaskKind::Grpo => Task::CausalLm,
         TaskKind::Embedding => Task::Embedding,
         TaskKind::TokenClassification => Task::TokenClassification,
     }
@@ -107,7 +108,7 @@ pub(crate) fn to_batch(hb: &HostBatch, packed: bool, position_offset: usize) -> 
 
 fn targets(hb: &HostBatch, kind: TaskKind) -> Result<Targets> {
     Ok(match kind {
-        TaskKind::Embedding | TaskKind::Preference | TaskKind::Reward => {
+        TaskKind::Embedding | TaskKind::Preference | TaskKind::Reward | TaskKind::Grpo => {
             return Err(TrainError::Config("pairs have no per-example targets".into()));
         }
         TaskKind::CausalLm | TaskKind::TokenClassification => Targets::Tokens(Tensor::from_vec(
@@ -219,8 +220,10 @@ pub struct Trainer {
     state: TrainState,
     total_steps: u64,
     resumed: bool,
-    /// The preference objective (`task.kind = "preference"`).
+    /// The pairwise objective (`task.kind = "preference"` or `"reward"`).
     preference: Option<Preference>,
+    /// The GRPO objective (`task.kind = "grpo"`).
+    grpo: Option<Grpo>,
     /// How many other sequences training examples have at most (an embedding pair's positive
     /// and hard negative), found once.
     other_parts: usize,
@@ -246,7 +249,7 @@ impl Trainer {
             TaskKind::Classification | TaskKind::TokenClassification => Some(data.labels.clone()),
             TaskKind::Regression => Some(vec!["score".into()]),
             TaskKind::Reward => Some(vec!["reward".into()]),
-            TaskKind::CausalLm | TaskKind::Embedding | TaskKind::Preference => None,
+            TaskKind::CausalLm | TaskKind::Embedding | TaskKind::Preference | TaskKind::Grpo => None,
         };
         let quant = tunesmith_models::quantize::BaseQuant::parse(&cfg.model.quantize)
             .unwrap_or(tunesmith_models::quantize::BaseQuant::None);
@@ -270,13 +273,17 @@ impl Trainer {
                 drop_last: false,
                 pad_id,
                 pad_to_multiple_of: 1,
-                causal_labels: matches!(cfg.task.kind, TaskKind::CausalLm | TaskKind::Preference),
+                causal_labels: matches!(cfg.task.kind, TaskKind::CausalLm | TaskKind::Preference | TaskKind::Grpo),
             },
         )?;
         let preference = match cfg.task.kind {
             TaskKind::Preference | TaskKind::Reward => {
                 Some(Preference::for_run(&cfg, &mut model, lora.is_some(), &data, loader.options())?)
             }
+            _ => None,
+        };
+        let grpo = match cfg.task.kind {
+            TaskKind::Grpo => Some(Grpo::for_run(&cfg, &mut model, lora.is_some(), &data, &tokenizer, &model_dir)?),
             _ => None,
         };
         let per_epoch = loader.batches_per_epoch().div_ceil(cfg.train.grad_accum) as u64;
@@ -317,6 +324,7 @@ impl Trainer {
             total_steps,
             resumed: false,
             preference,
+            grpo,
             other_parts,
         };
         if t.cfg.method.kind == MethodKind::GradualUnfreeze {
@@ -436,6 +444,9 @@ impl Trainer {
             return Ok(None);
         }
         let kind = self.cfg.task.kind;
+        if let Some(o) = &self.grpo {
+            return o.evaluate(&self.model, &self.data.validation, self.cfg.eval.batch_size).map(Some);
+        }
         if let Some(p) = &self.preference {
             let opts = LoaderOptions { batch_size: self.cfg.eval.batch_size, ..self.loader.options().clone() };
             return p.evaluate(&mut self.model, &self.data.validation, &opts).map(Some);
@@ -520,7 +531,11 @@ impl Trainer {
                 }
             }
             // Scored by evaluate_pairs, evaluate_tags and the preference objective above.
-            TaskKind::Embedding | TaskKind::TokenClassification | TaskKind::Preference | TaskKind::Reward => {}
+            TaskKind::Embedding
+            | TaskKind::TokenClassification
+            | TaskKind::Preference
+            | TaskKind::Reward
+            | TaskKind::Grpo => {}
         }
         Ok(Some(m))
     }
@@ -597,6 +612,7 @@ impl Trainer {
                 let mut loss_total = 0.0;
                 let mut group_tokens = 0u64;
                 let mut pair_stats = PairStats::default();
+                let mut grpo_stats = GrpoStats::default();
                 for (i, (_, hb)) in group.iter().enumerate() {
                     // A preference batch: both completions of each pair, and their reference
                     // log-probs (computed before the step's graph borrows the model).
@@ -605,6 +621,15 @@ impl Trainer {
                             let both = Preference::pair_batch(&self.loader, hb);
                             let reference = p.reference_logps(&mut self.model, &both, true)?;
                             Some((both, reference))
+                        }
+                        None => None,
+                    };
+                    // A GRPO batch: sampled completions of its prompts, scored.
+                    let rollout = match &self.grpo {
+                        Some(o) => {
+                            let seed =
+                                self.cfg.train.seed.wrapping_mul(7_919).wrapping_add(self.state.step * 64 + i as u64);
+                            Some(o.rollout(&mut self.model, hb, seed)?)
                         }
                         None => None,
                     };
@@ -620,6 +645,10 @@ impl Trainer {
                     let (loss, tokens) = if let (Some(p), Some((both, reference))) = (&self.preference, &pairs) {
                         let step = p.step(&self.model, &g, both, reference, units.max(1) as f64, checkpointing)?;
                         pair_stats.merge(&step.stats);
+                        (step.loss, step.tokens)
+                    } else if let (Some(o), Some(r)) = (&self.grpo, &rollout) {
+                        let step = o.step(&self.model, &g, r, units.max(1) as f64, checkpointing)?;
+                        grpo_stats.merge(&step.stats);
                         (step.loss, step.tokens)
                     } else if kind == TaskKind::Embedding {
                         let (out, tokens) = self.pair_loss(&g, hb, lopts.normalizer, checkpointing)?;
@@ -675,6 +704,9 @@ impl Trainer {
                     let mut record = json!({"step": self.state.step, "split": "train",
                         "epoch": epoch as f64 + next.index as f64 / per_epoch.max(1) as f64,
                         "loss": loss_total, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps});
+                    if self.grpo.is_some() {
+                        record["metrics"] = Value::Object(grpo_stats.metrics());
+                    }
                     if self.preference.is_some() {
                         record["metrics"] =
                             Value::Object(self.preference.as_ref().map(|p| p.metrics(&pair_stats)).unwrap_or_default());

@@ -116,9 +116,11 @@ impl Preference {
             let objective = PairObjective::Reward(RewardParams { margin: t.margin, center: t.center_rewards });
             return Ok(Preference { objective, reference: Reference::None, packed });
         }
-        let loss =
-            t.loss.parse::<loss::PreferenceLoss>().map_err(|why| TrainError::Config(format!("task.loss: {why}")))?;
-        let params = LossParams { loss, beta: t.beta, gamma: t.gamma, label_smoothing: t.label_smoothing };
+        let loss = t
+            .loss_or_default()
+            .parse::<loss::PreferenceLoss>()
+            .map_err(|why| TrainError::Config(format!("task.loss: {why}")))?;
+        let params = LossParams { loss, beta: t.beta_or_default(), gamma: t.gamma, label_smoothing: t.label_smoothing };
         let reference = if !loss.needs_reference() {
             Reference::None
         } else if t.precompute_ref {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Preference-loss fixtures for crates/train/tests/preference_parity.rs, from TRL itself.
+"""Alignment-loss fixtures for crates/train/tests/alignment_parity.rs, from TRL itself.
 
 Model level: the tiny Llama parity checkpoint (crates/models/tests/fixtures/parity/llama_gqa)
 with a PEFT LoRA adapter whose A and B are both random (init_lora_weights=False), so that the
@@ -11,11 +11,16 @@ Reward model: the same checkpoint with a fresh one-output score head (saved besi
 RewardTrainer with and without a margin and reward centering: the loss, its metrics and the
 gradients of a few parameters (full fine-tuning).
 
+GRPO: GRPOTrainer's loss on a fixed group (two prompts, three completions each, fixed rewards
+turned into advantages by TRL's grouping), for each aggregation, with and without the KL
+penalty (reference: the adapter disabled) and with sampling log-probs that differ from the
+current policy (so that the ratio clips): the loss and every LoRA gradient.
+
 Function level: the reference-free losses on fixed summed log-probs, through TRL's own
 functions: CPOTrainer.cpo_loss (loss_type="simpo", SimPO) and ORPOTrainer.odds_ratio_loss
 (ORPO), with autograd gradients with respect to the log-probs.
 
-  bench/.venv/bin/python scripts/make_preference_fixtures.py crates/train/tests/fixtures/preference
+  bench/.venv/bin/python scripts/make_alignment_fixtures.py crates/train/tests/fixtures/alignment
 
 Needs torch, transformers, peft and trl (bench/.venv has them).
 """
@@ -27,11 +32,12 @@ from datasets import Dataset
 from peft import LoraConfig, get_peft_model
 from tokenizers import Tokenizer, models, pre_tokenizers
 import trl
-from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer
+from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, RewardConfig, RewardTrainer
+from trl.trainer.utils import nanstd
 from trl.experimental.cpo import CPOTrainer
 from trl.experimental.orpo import ORPOTrainer
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else "crates/train/tests/fixtures/preference"
+OUT = sys.argv[1] if len(sys.argv) > 1 else "crates/train/tests/fixtures/alignment"
 BASE = "crates/models/tests/fixtures/parity/llama_gqa"
 V = 97
 torch.manual_seed(0)
@@ -146,6 +152,65 @@ def reward_case(model_dir, tok, margin, center, work):
     return {"margin": margin, "center_rewards": center, "loss": loss.item(), "metrics": metrics, "grads": grads}
 
 
+# GRPO group: prompts of one length (no left padding), completions of several lengths.
+GRPO_PROMPTS = [[5, 17, 33, 8], [6, 7, 40, 41]]
+GRPO_COMPLETIONS = [[40, 41, 9, 2], [50, 2], [60, 61, 62], [70, 71, 2], [80, 2], [81, 82, 83, 84, 2]]
+GRPO_REWARDS = [1.0, 0.0, 0.5, 0.0, 1.0, 1.0]
+G = 3
+
+
+def grpo_advantages(rewards):
+    r = torch.tensor(rewards, dtype=torch.float32)
+    mean = r.view(-1, G).mean(dim=1).repeat_interleave(G)
+    std = nanstd(r.view(-1, G), dim=1).repeat_interleave(G)
+    return ((r - mean) / (std + 1e-4)).tolist()
+
+
+def grpo_case(weights, tok, loss_type, beta, perturb_old, work):
+    ds = Dataset.from_list([{"prompt": text(p)} for p in GRPO_PROMPTS])
+    args = GRPOConfig(output_dir=work, beta=beta, epsilon=0.2, loss_type=loss_type, num_generations=G,
+                      per_device_train_batch_size=G * len(GRPO_PROMPTS), max_completion_length=8,
+                      report_to="none", use_cpu=True, bf16=False)
+    base = tf.LlamaForCausalLM.from_pretrained(BASE, torch_dtype=torch.float32)
+    trainer = GRPOTrainer(model=base, reward_funcs=[lambda completions, **kw: [0.0] * len(completions)], args=args,
+                          train_dataset=ds, processing_class=tok, peft_config=LoraConfig(**LORA))
+    with torch.no_grad():
+        params = dict(trainer.model.named_parameters())
+        for n, w in weights.items():
+            params[n].copy_(w)
+    prompt_ids = torch.tensor([p for p in GRPO_PROMPTS for _ in range(G)])
+    width = max(map(len, GRPO_COMPLETIONS))
+    completion_ids = torch.tensor([c + [0] * (width - len(c)) for c in GRPO_COMPLETIONS])
+    completion_mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in GRPO_COMPLETIONS])
+    inputs = {"prompt_ids": prompt_ids, "prompt_mask": torch.ones_like(prompt_ids), "completion_ids": completion_ids,
+              "completion_mask": completion_mask, "advantages": torch.tensor(grpo_advantages(GRPO_REWARDS))}
+    input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    attention = torch.cat([inputs["prompt_mask"], completion_mask], dim=1)
+    with torch.no_grad():
+        if beta != 0.0:
+            with trainer.model.disable_adapter():
+                ref, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, attention, width)
+            inputs["ref_per_token_logps"] = ref
+        if perturb_old:
+            now, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, input_ids, attention, width)
+            torch.manual_seed(3)
+            inputs["old_per_token_logps"] = now + 0.3 * torch.randn_like(now)
+    trainer.model.train()
+    trainer.model.zero_grad()
+    trainer.current_gradient_accumulation_steps = 1
+    loss = trainer._compute_loss(trainer.model, inputs)
+    loss.backward()
+    grads = {}
+    for n, p in trainer.model.named_parameters():
+        if p.grad is not None:
+            grads[n.replace("base_model.model.", "", 1).replace(".default", "")] = p.grad.detach().flatten().tolist()
+    old = None
+    if perturb_old:
+        old = [row[: len(c)] for row, c in zip(inputs["old_per_token_logps"].tolist(), GRPO_COMPLETIONS)]
+    return {"loss_type": loss_type, "beta": beta, "epsilon": 0.2, "max_new_tokens": 8, "loss": loss.item(),
+            "old_logps": old, "grads": grads}
+
+
 def function_cases():
     chosen = torch.tensor([-1.25, -0.5, -2.0, -0.05], dtype=torch.float64)
     rejected = torch.tensor([-1.5, -0.25, -2.75, -3.0], dtype=torch.float64)
@@ -189,19 +254,25 @@ def main():
     reward_model(reward_dir)
     with tempfile.TemporaryDirectory() as work:
         rewards = [reward_case(reward_dir, tok, m, c, work) for m, c in [(0.0, 0.0), (0.5, 0.01)]]
+    with tempfile.TemporaryDirectory() as work:
+        grpo = [grpo_case(weights, tok, lt, beta, old, work)
+                for lt, beta, old in [("grpo", 0.0, False), ("grpo", 0.04, False), ("bnpo", 0.04, True),
+                                      ("dr_grpo", 0.1, True), ("grpo", 0.04, True)]]
     fixture = {
-        "source": f"scripts/make_preference_fixtures.py, trl {trl.__version__}, torch {torch.__version__}",
+        "source": f"scripts/make_alignment_fixtures.py, trl {trl.__version__}, torch {torch.__version__}",
         "model": BASE,
         "adapter": "adapter",
         "pairs": [{"prompt_ids": p, "chosen_ids": c, "rejected_ids": r} for p, c, r in PAIRS],
         "dpo_trainer": cases,
         "reward_model": "reward_model",
         "reward_trainer": rewards,
+        "grpo": {"prompts": GRPO_PROMPTS, "completions": GRPO_COMPLETIONS, "rewards": GRPO_REWARDS, "group": G,
+                 "advantages": grpo_advantages(GRPO_REWARDS), "cases": grpo},
         "functions": function_cases(),
     }
     with open(os.path.join(OUT, "trl.json"), "w") as f:
         json.dump(fixture, f)
-    print(f"wrote {OUT}/trl.json: {len(cases)} DPOTrainer cases, {len(fixture['functions'])} function cases, {len(rewards)} RewardTrainer cases")
+    print(f"wrote {OUT}/trl.json: {len(cases)} DPOTrainer cases, {len(fixture['functions'])} function cases, {len(rewards)} RewardTrainer cases, {len(grpo)} GRPOTrainer cases")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
-//! Preference losses against TRL (fixtures from scripts/make_preference_fixtures.py): on a fixed
+//! Preference losses against TRL (fixtures from scripts/make_alignment_fixtures.py): on a fixed
 //! batch of three pairs through the tiny Llama parity checkpoint with a random LoRA adapter,
 //! the loss, TRL's reward metrics and every LoRA gradient equal DPOTrainer's (the reference: the
 //! adapter switched off), padded and padding-free; SimPO and ORPO equal CPOTrainer's and
 //! ORPOTrainer's loss functions on fixed log-probs; a reward model's loss, metrics and gradients
-//! equal RewardTrainer's, with and without a margin and reward centering.
+//! equal RewardTrainer's, with and without a margin and reward centering; GRPO's advantages,
+//! loss and LoRA gradients equal GRPOTrainer's on a fixed group for each aggregation, with and
+//! without the KL penalty and with clipped ratios.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,16 +17,18 @@ use tunesmith_data::error::Loc;
 use tunesmith_engine::{Grads, Graph};
 use tunesmith_models::{lora, LoadOptions, Model, Task};
 use tunesmith_testkit::max_rel_diff;
+use tunesmith_train::grpo::loss::{advantages, AdvantageKind, GrpoParams};
+use tunesmith_train::grpo::{completion_batch, policy_step, reference_logps, GrpoStats, RefPolicy, Rollout};
 use tunesmith_train::preference::loss::{pair_loss, LossParams, PairLogps, PreferenceLoss};
 use tunesmith_train::preference::reward::RewardParams;
 use tunesmith_train::preference::{PairObjective, Preference, Reference};
 
-/// The committed fixtures, or a fresh set (`TUNESMITH_PREFERENCE_FIXTURES`, as
-/// scripts/check_preference_live.sh writes it).
+/// The committed fixtures, or a fresh set (`TUNESMITH_ALIGNMENT_FIXTURES`, as
+/// scripts/check_alignment_live.sh writes it).
 fn fixtures() -> PathBuf {
-    match std::env::var_os("TUNESMITH_PREFERENCE_FIXTURES") {
+    match std::env::var_os("TUNESMITH_ALIGNMENT_FIXTURES") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preference"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/alignment"),
     }
 }
 
@@ -199,6 +203,58 @@ fn reward_model_loss_metrics_and_gradients_match_reward_trainer() {
                 let diff = max_rel_diff(&got.to_vec_f64().unwrap(), &floats(want));
                 assert!(diff < 1e-5, "{what}: {name} gradient differs from TRL's by {diff:e} (relative to its max)");
             }
+        }
+    }
+}
+
+#[test]
+fn grpo_advantages_loss_and_lora_gradients_match_grpo_trainer() {
+    let f = fixture();
+    let base =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(f["model"].as_str().unwrap().replace("crates/", ""));
+    let mut model = Model::load(&base, &LoadOptions::new(Task::CausalLm)).unwrap().0;
+    lora::load_adapter(&mut model, &fixtures().join("adapter")).unwrap();
+    let grpo = &f["grpo"];
+    let group = grpo["group"].as_u64().unwrap() as usize;
+    let adv = advantages(&floats(&grpo["rewards"]), group, AdvantageKind::Group);
+    let want = floats(&grpo["advantages"]);
+    assert!(max_rel_diff(&adv, &want) < 1e-6, "advantages {adv:?} vs TRL {want:?}");
+    let prompts: Vec<Vec<u32>> = grpo["prompts"].as_array().unwrap().iter().map(ids).collect();
+    let completions: Vec<Vec<u32>> = grpo["completions"].as_array().unwrap().iter().map(ids).collect();
+    let seqs: Vec<(&[u32], &[u32])> =
+        completions.iter().enumerate().map(|(k, c)| (prompts[k / group].as_slice(), c.as_slice())).collect();
+    let (batch, spans) = completion_batch(&seqs, 0);
+    for case in grpo["cases"].as_array().unwrap() {
+        let params = GrpoParams {
+            aggregation: case["loss_type"].as_str().unwrap().parse().unwrap(),
+            beta: case["beta"].as_f64().unwrap(),
+            epsilon: case["epsilon"].as_f64().unwrap(),
+            max_new_tokens: case["max_new_tokens"].as_u64().unwrap() as usize,
+        };
+        let reference = if params.beta == 0.0 { RefPolicy::None } else { RefPolicy::AdaptersOff };
+        let rollout = Rollout {
+            batch: batch.clone(),
+            spans: spans.clone(),
+            advantages: adv.clone(),
+            ref_logps: reference_logps(&reference, &mut model, &batch, &spans).unwrap(),
+            old_logps: case["old_logps"].as_array().map(|a| a.iter().map(floats).collect()).unwrap_or_default(),
+            prompts: prompts.len(),
+            stats: GrpoStats { completions: completions.len(), ..GrpoStats::default() },
+        };
+        let what = format!("{:?} beta {} old {}", params.aggregation, params.beta, !rollout.old_logps.is_empty());
+        let g = Graph::train(0);
+        // The normalizer is the step's prompts: one micro-batch, so the loss is TRL's batch loss.
+        let step = policy_step(&params, &model, &g, &rollout, prompts.len() as f64, false).unwrap();
+        let got = step.loss.value().scalar_value().unwrap();
+        let want = case["loss"].as_f64().unwrap();
+        assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{what}: loss {got} vs TRL {want}");
+        let mut grads = Grads::new();
+        g.backward(&step.loss, &mut grads).unwrap();
+        for (name, want) in case["grads"].as_object().unwrap() {
+            let id = model.params.id(name).unwrap_or_else(|| panic!("no parameter {name}"));
+            let got = grads.get(id).unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
+            let diff = max_rel_diff(&got.to_vec_f64().unwrap(), &floats(want));
+            assert!(diff < 1e-5, "{what}: {name} gradient differs from TRL's by {diff:e} (relative to its max)");
         }
     }
 }

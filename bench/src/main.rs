@@ -2,6 +2,7 @@
 //! in one invocation on the same machine and thread count. See bench/README.md.
 
 mod data;
+mod dpo;
 mod eval;
 mod ops;
 mod peer;
@@ -40,6 +41,11 @@ enum Suite {
     /// (internal) one tunesmith QLoRA run, in its own process.
     #[command(hide = true)]
     QloraOne(qlora::OneArgs),
+    /// DPO with LoRA on a GGUF model against TRL's DPOTrainer with PEFT.
+    Dpo(dpo::Args),
+    /// (internal) one tunesmith DPO run, in its own process.
+    #[command(hide = true)]
+    DpoOne(dpo::OneArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,5 +60,7 @@ fn main() -> anyhow::Result<()> {
         Suite::TrainOne(a) => train::run_one(a),
         Suite::Qlora(a) => qlora::run(a),
         Suite::QloraOne(a) => qlora::run_one(a),
+        Suite::Dpo(a) => dpo::run(a),
+        Suite::DpoOne(a) => dpo::run_one(a),
     }
 }

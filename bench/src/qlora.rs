@@ -70,7 +70,8 @@ pub struct OneArgs {
     pub checkpointing: bool,
 }
 
-fn default_gguf() -> Result<PathBuf> {
+/// The SmolLM2 GGUF: $TUNESMITH_SMOLLM2_GGUF, else the copy in the model cache.
+pub fn default_gguf() -> Result<PathBuf> {
     if let Ok(p) = std::env::var("TUNESMITH_SMOLLM2_GGUF") {
         return Ok(PathBuf::from(p));
     }

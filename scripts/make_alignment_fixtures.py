@@ -16,6 +16,9 @@ turned into advantages by TRL's grouping), for each aggregation, with and withou
 penalty (reference: the adapter disabled) and with sampling log-probs that differ from the
 current policy (so that the ratio clips): the loss and every LoRA gradient.
 
+KTO: KTOTrainer on one batch of four unpaired completions (its KL estimate from the batch's
+rotated completions): the loss, its metrics and every LoRA gradient.
+
 Function level: the reference-free losses on fixed summed log-probs, through TRL's own
 functions: CPOTrainer.cpo_loss (loss_type="simpo", SimPO) and ORPOTrainer.odds_ratio_loss
 (ORPO), with autograd gradients with respect to the log-probs.
@@ -32,7 +35,7 @@ from datasets import Dataset
 from peft import LoraConfig, get_peft_model
 from tokenizers import Tokenizer, models, pre_tokenizers
 import trl
-from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, RewardConfig, RewardTrainer
+from trl import DPOConfig, DPOTrainer, GRPOConfig, GRPOTrainer, KTOConfig, KTOTrainer, RewardConfig, RewardTrainer
 from trl.trainer.utils import nanstd
 from trl.experimental.cpo import CPOTrainer
 from trl.experimental.orpo import ORPOTrainer
@@ -211,6 +214,41 @@ def grpo_case(weights, tok, loss_type, beta, perturb_old, work):
             "old_logps": old, "grads": grads}
 
 
+# KTO: each of the first two pairs as a desirable and an undesirable completion, in one batch.
+KTO_ROWS = [(p, c, True) for p, c, _ in PAIRS[:2]] + [(p, r, False) for p, _, r in PAIRS[:2]]
+
+
+def kto_case(weights, tok, beta, undesirable_weight, work):
+    """KTOTrainer (a new adapter: the reference is the base with it disabled) on one batch of the
+    four rows; its KL term from the batch's rotated completions."""
+    ds = Dataset.from_list([{"prompt": text(p) + " ", "completion": text(c), "label": d} for p, c, d in KTO_ROWS])
+    args = KTOConfig(output_dir=work, beta=beta, desirable_weight=1.0, undesirable_weight=undesirable_weight,
+                     per_device_train_batch_size=len(KTO_ROWS), report_to="none", use_cpu=True, max_length=None,
+                     bf16=False, dataset_num_proc=None)
+    base = tf.LlamaForCausalLM.from_pretrained(BASE, torch_dtype=torch.float32)
+    trainer = KTOTrainer(model=base, args=args, train_dataset=ds, processing_class=tok, peft_config=LoraConfig(**LORA))
+    with torch.no_grad():
+        params = dict(trainer.model.named_parameters())
+        for n, w in weights.items():
+            params[n].copy_(w)
+    rows = [trainer.train_dataset[i] for i in range(len(KTO_ROWS))]
+    for row, (p, c, d) in zip(rows, KTO_ROWS):
+        assert row["prompt_ids"] == p and row["completion_ids"] == c and bool(row["label"]) == d, row
+    batch = trainer.data_collator(rows)
+    trainer.model.train()
+    trainer.model.zero_grad()
+    loss = trainer.compute_loss(trainer.model, batch)
+    loss.backward()
+    grads = {}
+    for n, p in trainer.model.named_parameters():
+        if p.grad is not None:
+            grads[n.replace("base_model.model.", "", 1).replace(".default", "")] = p.grad.detach().flatten().tolist()
+    metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()
+               if k.startswith("rewards/") or k.startswith("logps/") or k == "kl"}
+    return {"beta": beta, "desirable_weight": 1.0, "undesirable_weight": undesirable_weight, "loss": loss.item(),
+            "metrics": metrics, "grads": grads}
+
+
 def function_cases():
     chosen = torch.tensor([-1.25, -0.5, -2.0, -0.05], dtype=torch.float64)
     rejected = torch.tensor([-1.5, -0.25, -2.75, -3.0], dtype=torch.float64)
@@ -258,6 +296,8 @@ def main():
         grpo = [grpo_case(weights, tok, lt, beta, old, work)
                 for lt, beta, old in [("grpo", 0.0, False), ("grpo", 0.04, False), ("bnpo", 0.04, True),
                                       ("dr_grpo", 0.1, True), ("grpo", 0.04, True)]]
+    with tempfile.TemporaryDirectory() as work:
+        kto = [kto_case(weights, tok, b, u, work) for b, u in [(0.1, 1.0), (0.5, 1.33)]]
     fixture = {
         "source": f"scripts/make_alignment_fixtures.py, trl {trl.__version__}, torch {torch.__version__}",
         "model": BASE,
@@ -266,13 +306,15 @@ def main():
         "dpo_trainer": cases,
         "reward_model": "reward_model",
         "reward_trainer": rewards,
+        "kto": {"rows": [{"prompt_ids": p, "completion_ids": c, "desirable": d} for p, c, d in KTO_ROWS],
+                "cases": kto},
         "grpo": {"prompts": GRPO_PROMPTS, "completions": GRPO_COMPLETIONS, "rewards": GRPO_REWARDS, "group": G,
                  "advantages": grpo_advantages(GRPO_REWARDS), "cases": grpo},
         "functions": function_cases(),
     }
     with open(os.path.join(OUT, "trl.json"), "w") as f:
         json.dump(fixture, f)
-    print(f"wrote {OUT}/trl.json: {len(cases)} DPOTrainer cases, {len(fixture['functions'])} function cases, {len(rewards)} RewardTrainer cases, {len(grpo)} GRPOTrainer cases")
+    print(f"wrote {OUT}/trl.json: {len(cases)} DPOTrainer cases, {len(fixture['functions'])} function cases, {len(rewards)} RewardTrainer cases, {len(grpo)} GRPOTrainer cases, {len(kto)} KTOTrainer cases")
 
 
 if __name__ == "__main__":

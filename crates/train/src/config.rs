@@ -107,7 +107,7 @@ pub struct TaskSection {
     /// divided by it; sentence-transformers' default scale 20 is 0.05).
     #[serde(default = "default_temperature")]
     pub temperature: f64,
-    /// Preference: the loss, one of dpo (default), cdpo, ipo, hinge, simpo, orpo. GRPO: how
+    /// Preference: the loss, one of dpo (default), cdpo, ipo, hinge, simpo, orpo, kto. GRPO: how
     /// per-token losses are averaged, grpo (default), bnpo or dr_grpo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss: Option<String>,
@@ -132,6 +132,12 @@ pub struct TaskSection {
     /// `center_rewards_coefficient`; 0 for none).
     #[serde(default)]
     pub center_rewards: f64,
+    /// KTO: the weight of desirable completions' losses.
+    #[serde(default = "default_one")]
+    pub desirable_weight: f64,
+    /// KTO: the weight of undesirable completions' losses.
+    #[serde(default = "default_one")]
+    pub undesirable_weight: f64,
     /// GRPO: the reward functions (gsm8k, json, regex:PATTERN, length:MIN-MAX, command:CMD).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rewards: Vec<String>,
@@ -632,6 +638,8 @@ pub fn valid_keys() -> Vec<String> {
                 "precompute_ref",
                 "margin",
                 "center_rewards",
+                "desirable_weight",
+                "undesirable_weight",
                 "rewards",
                 "reward_weights",
                 "num_generations",
@@ -880,8 +888,18 @@ impl RunConfig {
         }
         if self.task.kind == TaskKind::Preference {
             let task = &self.task;
-            if let Err(why) = task.loss_or_default().parse::<crate::preference::loss::PreferenceLoss>() {
-                return bad("task.loss", why);
+            let loss = task.loss_or_default();
+            if loss != "kto" {
+                if let Err(why) = loss.parse::<crate::preference::loss::PreferenceLoss>() {
+                    return bad("task.loss", format!("{why}, kto"));
+                }
+            }
+            for (key, w) in
+                [("task.desirable_weight", task.desirable_weight), ("task.undesirable_weight", task.undesirable_weight)]
+            {
+                if !(w > 0.0 && w.is_finite()) {
+                    return bad(key, format!("must be a positive number, got {w}"));
+                }
             }
             let beta = task.beta_or_default();
             if !(beta > 0.0 && beta.is_finite()) {

@@ -55,6 +55,7 @@ fn check_task_fits(ds: &Dataset, task: TaskKind, what: &str) -> Result<()> {
                 | (Example::Pair { .. }, TaskKind::Embedding)
                 | (Example::Tagged { .. }, TaskKind::TokenClassification)
                 | (Example::Preference { .. }, TaskKind::Preference | TaskKind::Reward)
+                | (Example::Unpaired { .. }, TaskKind::Preference)
         )
     };
     if let Some(r) = ds.records.iter().find(|r| !fits(r)) {

@@ -24,6 +24,7 @@ use crate::error::{Result, TrainError};
 use crate::grpo::{Grpo, GrpoStats};
 use crate::load;
 use crate::methods;
+use crate::preference::kto::{Kto, KtoStats};
 use crate::preference::{PairStats, Preference};
 use crate::prepare::{prepare, Prepared};
 use crate::schedule::Schedule;
@@ -224,6 +225,8 @@ pub struct Trainer {
     preference: Option<Preference>,
     /// The GRPO objective (`task.kind = "grpo"`).
     grpo: Option<Grpo>,
+    /// The KTO objective (`task.loss = "kto"`).
+    kto: Option<Kto>,
     /// How many other sequences training examples have at most (an embedding pair's positive
     /// and hard negative), found once.
     other_parts: usize,
@@ -241,7 +244,8 @@ impl Trainer {
         // The tokenizer is needed before the model (the label map comes from the data).
         let (tokenizer, model_dir) = load::load_tokenizer(&cfg.model.path)?;
         let mut data = prepare(&cfg, &tokenizer, &model_dir)?;
-        if matches!(cfg.task.kind, TaskKind::Preference | TaskKind::Reward) {
+        let is_kto = cfg.task.kind == TaskKind::Preference && cfg.task.loss_or_default() == "kto";
+        if matches!(cfg.task.kind, TaskKind::Preference | TaskKind::Reward) && !is_kto {
             data.train = crate::preference::as_loader_examples(std::mem::take(&mut data.train))?;
             data.validation = crate::preference::as_loader_examples(std::mem::take(&mut data.validation))?;
         }
@@ -277,10 +281,14 @@ impl Trainer {
             },
         )?;
         let preference = match cfg.task.kind {
-            TaskKind::Preference | TaskKind::Reward => {
+            TaskKind::Preference | TaskKind::Reward if !is_kto => {
                 Some(Preference::for_run(&cfg, &mut model, lora.is_some(), &data, loader.options())?)
             }
             _ => None,
+        };
+        let kto = match is_kto {
+            true => Some(Kto::for_run(&cfg, &model, lora.is_some(), &data, pad_id)?),
+            false => None,
         };
         let grpo = match cfg.task.kind {
             TaskKind::Grpo => Some(Grpo::for_run(&cfg, &mut model, lora.is_some(), &data, &tokenizer, &model_dir)?),
@@ -325,6 +333,7 @@ impl Trainer {
             resumed: false,
             preference,
             grpo,
+            kto,
             other_parts,
         };
         if t.cfg.method.kind == MethodKind::GradualUnfreeze {
@@ -444,6 +453,9 @@ impl Trainer {
             return Ok(None);
         }
         let kind = self.cfg.task.kind;
+        if let Some(k) = &self.kto {
+            return k.evaluate(&mut self.model, &self.data.validation, self.cfg.eval.batch_size).map(Some);
+        }
         if let Some(o) = &self.grpo {
             return o.evaluate(&self.model, &self.data.validation, self.cfg.eval.batch_size).map(Some);
         }
@@ -613,6 +625,7 @@ impl Trainer {
                 let mut group_tokens = 0u64;
                 let mut pair_stats = PairStats::default();
                 let mut grpo_stats = GrpoStats::default();
+                let mut kto_stats = KtoStats::default();
                 for (i, (_, hb)) in group.iter().enumerate() {
                     // A preference batch: both completions of each pair, and their reference
                     // log-probs (computed before the step's graph borrows the model).
@@ -633,6 +646,10 @@ impl Trainer {
                         }
                         None => None,
                     };
+                    let kto_batch = match &self.kto {
+                        Some(k) => Some(k.prepare(&mut self.model, self.loader.examples(), &hb.examples)?),
+                        None => None,
+                    };
                     let g = Graph::train(
                         self.cfg.train.seed.wrapping_mul(1_000_003).wrapping_add(self.state.step * 64 + i as u64),
                     );
@@ -645,6 +662,10 @@ impl Trainer {
                     let (loss, tokens) = if let (Some(p), Some((both, reference))) = (&self.preference, &pairs) {
                         let step = p.step(&self.model, &g, both, reference, units.max(1) as f64, checkpointing)?;
                         pair_stats.merge(&step.stats);
+                        (step.loss, step.tokens)
+                    } else if let (Some(k), Some(b)) = (&self.kto, &kto_batch) {
+                        let step = k.step(&self.model, &g, b, units.max(1) as f64, checkpointing)?;
+                        kto_stats.merge(&step.stats);
                         (step.loss, step.tokens)
                     } else if let (Some(o), Some(r)) = (&self.grpo, &rollout) {
                         let step = o.step(&self.model, &g, r, units.max(1) as f64, checkpointing)?;
@@ -706,6 +727,9 @@ impl Trainer {
                         "loss": loss_total, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps});
                     if self.grpo.is_some() {
                         record["metrics"] = Value::Object(grpo_stats.metrics());
+                    }
+                    if self.kto.is_some() {
+                        record["metrics"] = Value::Object(kto_stats.metrics());
                     }
                     if self.preference.is_some() {
                         record["metrics"] =

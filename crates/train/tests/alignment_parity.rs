@@ -5,7 +5,8 @@
 //! ORPOTrainer's loss functions on fixed log-probs; a reward model's loss, metrics and gradients
 //! equal RewardTrainer's, with and without a margin and reward centering; GRPO's advantages,
 //! loss and LoRA gradients equal GRPOTrainer's on a fixed group for each aggregation, with and
-//! without the KL penalty and with clipped ratios.
+//! without the KL penalty and with clipped ratios; KTO's loss, metrics (its KL estimate
+//! included) and LoRA gradients equal KTOTrainer's.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tunesmith_models::{lora, LoadOptions, Model, Task};
 use tunesmith_testkit::max_rel_diff;
 use tunesmith_train::grpo::loss::{advantages, AdvantageKind, GrpoParams};
 use tunesmith_train::grpo::{completion_batch, policy_step, reference_logps, GrpoStats, RefPolicy, Rollout};
+use tunesmith_train::preference::kto::{Kto, KtoParams};
 use tunesmith_train::preference::loss::{pair_loss, LossParams, PairLogps, PreferenceLoss};
 use tunesmith_train::preference::reward::RewardParams;
 use tunesmith_train::preference::{PairObjective, Preference, Reference};
@@ -248,6 +250,61 @@ fn grpo_advantages_loss_and_lora_gradients_match_grpo_trainer() {
         let got = step.loss.value().scalar_value().unwrap();
         let want = case["loss"].as_f64().unwrap();
         assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{what}: loss {got} vs TRL {want}");
+        let mut grads = Grads::new();
+        g.backward(&step.loss, &mut grads).unwrap();
+        for (name, want) in case["grads"].as_object().unwrap() {
+            let id = model.params.id(name).unwrap_or_else(|| panic!("no parameter {name}"));
+            let got = grads.get(id).unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
+            let diff = max_rel_diff(&got.to_vec_f64().unwrap(), &floats(want));
+            assert!(diff < 1e-5, "{what}: {name} gradient differs from TRL's by {diff:e} (relative to its max)");
+        }
+    }
+}
+
+#[test]
+fn kto_loss_metrics_and_lora_gradients_match_kto_trainer() {
+    let f = fixture();
+    let base =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(f["model"].as_str().unwrap().replace("crates/", ""));
+    let mut model = Model::load(&base, &LoadOptions::new(Task::CausalLm)).unwrap().0;
+    lora::load_adapter(&mut model, &fixtures().join("adapter")).unwrap();
+    let examples: Vec<Encoded> = f["kto"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Encoded {
+            sequence: sequence(&ids(&r["prompt_ids"]), &ids(&r["completion_ids"])),
+            rejected: None,
+            others: Vec::new(),
+            target: Target::Desirable(r["desirable"].as_bool().unwrap()),
+            truncated: false,
+            loc: Loc { file: Arc::from(Path::new("kto.jsonl")), line: i + 1 },
+        })
+        .collect();
+    let rows: Vec<usize> = (0..examples.len()).collect();
+    for case in f["kto"]["cases"].as_array().unwrap() {
+        let kto = Kto {
+            params: KtoParams {
+                beta: case["beta"].as_f64().unwrap(),
+                desirable_weight: case["desirable_weight"].as_f64().unwrap(),
+                undesirable_weight: case["undesirable_weight"].as_f64().unwrap(),
+            },
+            reference: Reference::AdaptersOff,
+            pad_id: 0,
+        };
+        let what = format!("{:?}", kto.params);
+        let batch = kto.prepare(&mut model, &examples, &rows).unwrap();
+        let g = Graph::train(0);
+        let step = kto.step(&model, &g, &batch, rows.len() as f64, false).unwrap();
+        let got = step.loss.value().scalar_value().unwrap();
+        let want = case["loss"].as_f64().unwrap();
+        assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{what}: loss {got} vs TRL {want}");
+        let metrics = step.stats.metrics();
+        for (name, want) in case["metrics"].as_object().unwrap() {
+            let (got, want) = (metrics[name].as_f64().unwrap(), want.as_f64().unwrap());
+            assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{what}: {name} {got} vs TRL {want}");
+        }
         let mut grads = Grads::new();
         g.backward(&step.loss, &mut grads).unwrap();
         for (name, want) in case["grads"].as_object().unwrap() {

@@ -5,6 +5,7 @@
 //! the frozen base: the same weights with the LoRA adapters switched off, a frozen copy for a full
 //! fine-tune, or log-probs computed once before training (`task.precompute_ref`).
 
+pub mod kto;
 pub mod loss;
 pub mod reward;
 mod sequences;
@@ -67,8 +68,8 @@ pub fn as_loader_examples(examples: Vec<Encoded>) -> Result<Vec<Encoded>> {
                 Ok(e)
             }
             None => Err(TrainError::Data(format!(
-                "{}: a preference run needs chosen and rejected completions; unpaired (KTO) rows are not \
-                 supported by the pairwise losses",
+                "{}: this preference loss needs chosen and rejected completions; for unpaired rows with a \
+                 desirable/undesirable label use task.loss = \"kto\"",
                 e.loc
             ))),
         })

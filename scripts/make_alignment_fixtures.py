@@ -83,6 +83,20 @@ def random_adapter(adapter_dir):
     return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
 
 
+def set_adapter(model, weights):
+    """Overwrites the trainer's fresh LoRA adapter with the saved random one."""
+    with torch.no_grad():
+        params = dict(model.named_parameters())
+        for n, w in weights.items():
+            params[n].copy_(w)
+
+
+def lora_grads(model):
+    """Every parameter's gradient, named as tunesmith names it (no PEFT prefix or adapter name)."""
+    return {n.replace("base_model.model.", "", 1).replace(".default", ""): p.grad.detach().flatten().tolist()
+            for n, p in model.named_parameters() if p.grad is not None}
+
+
 def dpo_case(weights, tok, loss_type, beta, work):
     """DPOTrainer given the base and a LoRA config (a new adapter: the reference is the base with
     the adapter disabled), its adapter then set to the random weights."""
@@ -92,10 +106,7 @@ def dpo_case(weights, tok, loss_type, beta, work):
     base = tf.LlamaForCausalLM.from_pretrained(BASE, torch_dtype=torch.float32)
     trainer = DPOTrainer(model=base, args=args, train_dataset=ds, processing_class=tok,
                          peft_config=LoraConfig(**LORA))
-    with torch.no_grad():
-        params = dict(trainer.model.named_parameters())
-        for n, w in weights.items():
-            params[n].copy_(w)
+    set_adapter(trainer.model, weights)
     rows = [trainer.train_dataset[i] for i in range(len(PAIRS))]
     for row, (p, c, r) in zip(rows, PAIRS):
         assert row["prompt_ids"] == p and row["chosen_ids"] == c and row["rejected_ids"] == r, row
@@ -104,11 +115,7 @@ def dpo_case(weights, tok, loss_type, beta, work):
     trainer.model.zero_grad()
     loss = trainer.compute_loss(trainer.model, batch)
     loss.backward()
-    grads = {}
-    for n, p in trainer.model.named_parameters():
-        if p.grad is not None:
-            name = n.replace("base_model.model.", "", 1).replace(".default", "")
-            grads[name] = p.grad.detach().flatten().tolist()
+    grads = lora_grads(trainer.model)
     assert grads, "no LoRA parameter got a gradient"
     metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()
                if k.startswith("rewards/") or k.startswith("logps/")}
@@ -177,10 +184,7 @@ def grpo_case(weights, tok, loss_type, beta, perturb_old, work):
     base = tf.LlamaForCausalLM.from_pretrained(BASE, torch_dtype=torch.float32)
     trainer = GRPOTrainer(model=base, reward_funcs=[lambda completions, **kw: [0.0] * len(completions)], args=args,
                           train_dataset=ds, processing_class=tok, peft_config=LoraConfig(**LORA))
-    with torch.no_grad():
-        params = dict(trainer.model.named_parameters())
-        for n, w in weights.items():
-            params[n].copy_(w)
+    set_adapter(trainer.model, weights)
     prompt_ids = torch.tensor([p for p in GRPO_PROMPTS for _ in range(G)])
     width = max(map(len, GRPO_COMPLETIONS))
     completion_ids = torch.tensor([c + [0] * (width - len(c)) for c in GRPO_COMPLETIONS])
@@ -203,10 +207,7 @@ def grpo_case(weights, tok, loss_type, beta, perturb_old, work):
     trainer.current_gradient_accumulation_steps = 1
     loss = trainer._compute_loss(trainer.model, inputs)
     loss.backward()
-    grads = {}
-    for n, p in trainer.model.named_parameters():
-        if p.grad is not None:
-            grads[n.replace("base_model.model.", "", 1).replace(".default", "")] = p.grad.detach().flatten().tolist()
+    grads = lora_grads(trainer.model)
     old = None
     if perturb_old:
         old = [row[: len(c)] for row, c in zip(inputs["old_per_token_logps"].tolist(), GRPO_COMPLETIONS)]
@@ -227,10 +228,7 @@ def kto_case(weights, tok, beta, undesirable_weight, work):
                      bf16=False, dataset_num_proc=None)
     base = tf.LlamaForCausalLM.from_pretrained(BASE, torch_dtype=torch.float32)
     trainer = KTOTrainer(model=base, args=args, train_dataset=ds, processing_class=tok, peft_config=LoraConfig(**LORA))
-    with torch.no_grad():
-        params = dict(trainer.model.named_parameters())
-        for n, w in weights.items():
-            params[n].copy_(w)
+    set_adapter(trainer.model, weights)
     rows = [trainer.train_dataset[i] for i in range(len(KTO_ROWS))]
     for row, (p, c, d) in zip(rows, KTO_ROWS):
         assert row["prompt_ids"] == p and row["completion_ids"] == c and bool(row["label"]) == d, row
@@ -239,10 +237,7 @@ def kto_case(weights, tok, beta, undesirable_weight, work):
     trainer.model.zero_grad()
     loss = trainer.compute_loss(trainer.model, batch)
     loss.backward()
-    grads = {}
-    for n, p in trainer.model.named_parameters():
-        if p.grad is not None:
-            grads[n.replace("base_model.model.", "", 1).replace(".default", "")] = p.grad.detach().flatten().tolist()
+    grads = lora_grads(trainer.model)
     metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()
                if k.startswith("rewards/") or k.startswith("logps/") or k == "kl"}
     return {"beta": beta, "desirable_weight": 1.0, "undesirable_weight": undesirable_weight, "loss": loss.item(),

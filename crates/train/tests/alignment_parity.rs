@@ -74,6 +74,26 @@ fn pairs(f: &Value) -> Vec<Encoded> {
     tunesmith_train::preference::as_loader_examples(encoded).unwrap()
 }
 
+/// Backpropagates `loss` and checks each named parameter's gradient against TRL's (`want`: name →
+/// flat values) within 1e-5 of its largest entry; returns the gradients.
+fn assert_grads_match<'m>(
+    model: &'m Model,
+    g: &Graph<'m>,
+    loss: &tunesmith_engine::Var,
+    want: &Value,
+    what: &str,
+) -> Grads {
+    let mut grads = Grads::new();
+    g.backward(loss, &mut grads).unwrap();
+    for (name, want) in want.as_object().unwrap() {
+        let id = model.params.id(name).unwrap_or_else(|| panic!("no parameter {name}"));
+        let got = grads.get(id).unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
+        let diff = max_rel_diff(&got.to_vec_f64().unwrap(), &floats(want));
+        assert!(diff < 1e-5, "{what}: {name} gradient differs from TRL's by {diff:e} (relative to its max)");
+    }
+    grads
+}
+
 #[test]
 fn dpo_trainer_losses_metrics_and_lora_gradients_match_trl() {
     let f = fixture();
@@ -108,16 +128,9 @@ fn dpo_trainer_losses_metrics_and_lora_gradients_match_trl() {
                 let (got, want) = (metrics[name].as_f64().unwrap(), want.as_f64().unwrap());
                 assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{what}: {name} {got} vs TRL {want}");
             }
-            let mut grads = Grads::new();
-            g.backward(&step.loss, &mut grads).unwrap();
-            let want = case["grads"].as_object().unwrap();
-            for (name, want) in want {
-                let id = model.params.id(name).unwrap_or_else(|| panic!("no parameter {name}"));
-                let got = grads.get(id).unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
-                let diff = max_rel_diff(&got.to_vec_f64().unwrap(), &floats(want));
-                assert!(diff < 1e-5, "{what}: {name} gradient differs from TRL's by {diff:e} (relative to its max)");
-            }
-            assert_eq!(grads.params().count(), want.len(), "{what}: gradients for parameters TRL has none for");
+            let grads = assert_grads_match(&model, &g, &step.loss, &case["grads"], &what);
+            let want = case["grads"].as_object().unwrap().len();
+            assert_eq!(grads.params().count(), want, "{what}: gradients for parameters TRL has none for");
         }
     }
 }
@@ -197,14 +210,7 @@ fn reward_model_loss_metrics_and_gradients_match_reward_trainer() {
                 let (got, want) = (metrics[name].as_f64().unwrap(), want.as_f64().unwrap());
                 assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{what}: {name} {got} vs TRL {want}");
             }
-            let mut grads = Grads::new();
-            g.backward(&step.loss, &mut grads).unwrap();
-            for (name, want) in case["grads"].as_object().unwrap() {
-                let id = model.params.id(name).unwrap_or_else(|| panic!("no parameter {name}"));
-                let got = grads.get(id).unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
-                let diff = max_rel_diff(&got.to_vec_f64().unwrap(), &floats(want));
-                assert!(diff < 1e-5, "{what}: {name} gradient differs from TRL's by {diff:e} (relative to its max)");
-            }
+            assert_grads_match(&model, &g, &step.loss, &case["grads"], &what);
         }
     }
 }
@@ -250,14 +256,7 @@ fn grpo_advantages_loss_and_lora_gradients_match_grpo_trainer() {
         let got = step.loss.value().scalar_value().unwrap();
         let want = case["loss"].as_f64().unwrap();
         assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{what}: loss {got} vs TRL {want}");
-        let mut grads = Grads::new();
-        g.backward(&step.loss, &mut grads).unwrap();
-        for (name, want) in case["grads"].as_object().unwrap() {
-            let id = model.params.id(name).unwrap_or_else(|| panic!("no parameter {name}"));
-            let got = grads.get(id).unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
-            let diff = max_rel_diff(&got.to_vec_f64().unwrap(), &floats(want));
-            assert!(diff < 1e-5, "{what}: {name} gradient differs from TRL's by {diff:e} (relative to its max)");
-        }
+        assert_grads_match(&model, &g, &step.loss, &case["grads"], &what);
     }
 }
 
@@ -305,13 +304,6 @@ fn kto_loss_metrics_and_lora_gradients_match_kto_trainer() {
             let (got, want) = (metrics[name].as_f64().unwrap(), want.as_f64().unwrap());
             assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{what}: {name} {got} vs TRL {want}");
         }
-        let mut grads = Grads::new();
-        g.backward(&step.loss, &mut grads).unwrap();
-        for (name, want) in case["grads"].as_object().unwrap() {
-            let id = model.params.id(name).unwrap_or_else(|| panic!("no parameter {name}"));
-            let got = grads.get(id).unwrap_or_else(|| panic!("{what}: no gradient for {name}"));
-            let diff = max_rel_diff(&got.to_vec_f64().unwrap(), &floats(want));
-            assert!(diff < 1e-5, "{what}: {name} gradient differs from TRL's by {diff:e} (relative to its max)");
-        }
+        assert_grads_match(&model, &g, &step.loss, &case["grads"], &what);
     }
 }

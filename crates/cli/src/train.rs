@@ -72,9 +72,20 @@ pub struct EvalArgs {
     /// Longest sequence in tokens.
     #[arg(long, default_value_t = 256)]
     max_length: usize,
+    /// Chat template for conversations: "model" (the tokenizer's), chatml, llama3, alpaca or a file.
+    #[arg(long, default_value = "model")]
+    template: String,
     /// Write per-example predictions and metrics here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// With --task preference: a reward model (a reward run's final/model, same tokenizer) that
+    /// judges greedy completions of the model (with --adapter) against its base on the data's
+    /// prompts; adds the win rate.
+    #[arg(long)]
+    reward_model: Option<String>,
+    /// Tokens generated per completion for the win rate.
+    #[arg(long, default_value_t = 128)]
+    max_new_tokens: usize,
 }
 
 /// Runs `tunesmith eval`: the task's metrics of a model on a dataset, as JSON.
@@ -82,11 +93,12 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let out =
         a.out.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("tunesmith-eval-{}", std::process::id())));
     let toml = format!(
-        "[model]\npath = {model:?}\n[task]\nkind = {task:?}\n[data]\ntrain = {data:?}\nvalidation = {data:?}\nmax_length = {ml}\n[train]\nmax_steps = 1\n[eval]\nat_start = false\n[output]\ndir = {out:?}\nsave_checkpoints = false\n",
+        "[model]\npath = {model:?}\n[task]\nkind = {task:?}\n[data]\ntrain = {data:?}\nvalidation = {data:?}\nmax_length = {ml}\ntemplate = {template:?}\n[train]\nmax_steps = 1\n[eval]\nat_start = false\n[output]\ndir = {out:?}\nsave_checkpoints = false\n",
         model = a.model,
         task = a.task,
         data = a.data,
         ml = a.max_length,
+        template = a.template,
         out = out.display().to_string(),
     );
     let mut overrides = Vec::new();
@@ -98,7 +110,24 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     if let Some(dir) = &a.adapter {
         trainer.load_adapter(dir).map_err(train_error)?;
     }
-    let metrics = trainer.evaluate(a.out.is_some()).map_err(train_error)?;
+    let mut metrics = trainer.evaluate(a.out.is_some()).map_err(train_error)?;
+    if let Some(rm) = &a.reward_model {
+        if a.task != "preference" {
+            return Err(BadInput("--reward-model judges a policy: use it with --task preference".into()).into());
+        }
+        let reward = tunesmith_train::load::load_model(
+            rm,
+            tunesmith_models::Task::SequenceClassification,
+            None,
+            0,
+            tunesmith_models::quantize::BaseQuant::None,
+        )
+        .map_err(train_error)?;
+        let w = trainer.win_rate(&reward, a.max_new_tokens).map_err(train_error)?;
+        if let (Some(m), Value::Object(extra)) = (metrics.as_mut(), serde_json::to_value(&w)?) {
+            m.extend(extra);
+        }
+    }
     println!("{}", serde_json::to_string_pretty(&metrics)?);
     if a.out.is_none() {
         let _ = std::fs::remove_dir_all(&out);

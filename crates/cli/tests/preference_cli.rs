@@ -233,6 +233,59 @@ fn kto_learns_from_unpaired_labels() {
     }
 }
 
+/// `tunesmith eval --task preference --reward-model`: a reward model trained on the pairs judges
+/// the DPO policy's greedy completions against the base model's on the same prompts.
+#[test]
+fn a_reward_model_judges_the_dpo_policy_against_its_base() {
+    let Some(s) = shared() else { return eprintln!("SKIPPED: ../shared is absent") };
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_pairs(&s, tmp.path());
+    let rm_cfg = config(&s, &data, &tmp.path().join("rm"), "kind = \"full\"", "", 12)
+        .replace("kind = \"preference\"", "kind = \"reward\"")
+        .replace("lr = 1e-2", "lr = 2e-3");
+    let (o, _) = run(tmp.path(), "rm", &rm_cfg);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (o, _) = run(tmp.path(), "dpo", &config(&s, &data, &tmp.path().join("dpo"), LORA, "", 12));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let model = s.join("weights/stories260K/stories260K.bin");
+    let eval = |adapter: Option<&Path>| -> Value {
+        let mut args = vec!["eval", "--task", "preference", "--model", model.to_str().unwrap()];
+        args.extend(["--data", data.to_str().unwrap(), "--template", "chatml", "--max-new-tokens", "48"]);
+        let rm = tmp.path().join("rm/final/model");
+        args.extend(["--reward-model", rm.to_str().unwrap()]);
+        if let Some(a) = adapter {
+            args.extend(["--adapter", a.to_str().unwrap()]);
+        }
+        let o = tunesmith(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    // Without an adapter the policy is its base: every prompt is a tie.
+    let same = eval(None);
+    assert_eq!(same["win_rate"], 0.5, "{same}");
+    let trained = eval(Some(&tmp.path().join("dpo/final/adapter")));
+    let (w, p, r) = (
+        trained["win_rate"].as_f64().unwrap(),
+        trained["policy_reward"].as_f64().unwrap(),
+        trained["reference_reward"].as_f64().unwrap(),
+    );
+    assert!(trained["prompts"].as_u64().unwrap() >= 12, "{trained}");
+    assert!(w > 0.5 && p > r, "win rate {w}, policy reward {p} vs reference {r}: {trained}");
+    // A reward model is needed only for a policy.
+    let o = tunesmith(&[
+        "eval",
+        "--task",
+        "reward",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--reward-model",
+        model.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 #[test]
 fn bad_preference_configs_exit_2_naming_the_key() {
     let Some(s) = shared() else { return eprintln!("SKIPPED: ../shared is absent") };

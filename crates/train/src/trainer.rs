@@ -391,6 +391,22 @@ impl Trainer {
         self.cfg.data.packing || self.cfg.data.padding_free
     }
 
+    /// The win rate of this run's model (with its adapter) against its base, judged by the
+    /// reward model `reward`, on the validation prompts (greedy, `max_new_tokens` at most).
+    pub fn win_rate(&mut self, reward: &Model, max_new_tokens: usize) -> Result<crate::preference::win_rate::WinRate> {
+        let prompts: Vec<Vec<u32>> = self
+            .data
+            .validation
+            .iter()
+            .map(|e| crate::grpo::prompt_ids(e).to_vec())
+            .filter(|p| !p.is_empty())
+            .collect();
+        let mut generation = tunesmith_models::generate::GenerationConfig::for_model(&self.model, &self.model_dir)?;
+        generation.max_new_tokens = max_new_tokens;
+        let batch = self.cfg.eval.batch_size;
+        crate::preference::win_rate::win_rate(&mut self.model, reward, &prompts, &generation, batch)
+    }
+
     /// Data rows left out while reading or encoding, each with its file, line and reason.
     pub fn rejected_rows(&self) -> &[String] {
         &self.data.rejected

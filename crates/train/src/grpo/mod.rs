@@ -32,6 +32,12 @@ pub struct Prompt {
     pub reference: String,
 }
 
+/// An encoded example's prompt: its tokens before the first trained one.
+pub fn prompt_ids(e: &Encoded) -> &[u32] {
+    let s = &e.sequence;
+    &s.input_ids[..s.labels.iter().position(|&l| l != IGNORE).unwrap_or(s.input_ids.len())]
+}
+
 /// Prompts from encoded chats: the tokens before the first trained one, and the trained tokens
 /// decoded as the reference answer.
 pub fn prompts(examples: &[Encoded], tokenizer: &Tokenizer) -> Result<Vec<Prompt>> {
@@ -39,15 +45,15 @@ pub fn prompts(examples: &[Encoded], tokenizer: &Tokenizer) -> Result<Vec<Prompt
         .iter()
         .map(|e| {
             let s = &e.sequence;
-            let cut = s.labels.iter().position(|&l| l != IGNORE).unwrap_or(s.input_ids.len());
-            if cut == 0 {
+            let ids = prompt_ids(e);
+            if ids.is_empty() {
                 return Err(TrainError::Data(format!("{}: the prompt is empty", e.loc)));
             }
             let answer: Vec<u32> =
                 s.input_ids.iter().zip(&s.labels).filter(|(_, &l)| l != IGNORE).map(|(&t, _)| t).collect();
             Ok(Prompt {
-                ids: s.input_ids[..cut].to_vec(),
-                text: tokenizer.decode(&s.input_ids[..cut], false)?,
+                ids: ids.to_vec(),
+                text: tokenizer.decode(ids, false)?,
                 reference: tokenizer.decode(&answer, true)?,
             })
         })

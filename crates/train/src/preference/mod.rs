@@ -10,6 +10,7 @@ pub mod loss;
 pub mod reward;
 mod sequences;
 pub mod stats;
+pub mod win_rate;
 
 use serde_json::{Map, Value};
 use tunesmith_data::batch::{HostBatch, Loader, LoaderOptions, Position};

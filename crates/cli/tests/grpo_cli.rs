@@ -111,6 +111,39 @@ fn grpo_raises_the_held_out_reward_with_a_small_kl() {
     assert!(tmp.path().join("run/final/adapter/adapter_model.safetensors").is_file());
 }
 
+/// A reward command that cannot score (it answers `nan` from its third call on) stops the run
+/// as a diverging SFT run stops: exit 1, the last good checkpoint kept and named.
+#[test]
+fn a_nan_reward_stops_the_run_with_the_last_good_checkpoint_kept() {
+    let Some(s) = shared() else { return eprintln!("SKIPPED: ../shared is absent") };
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, template) = write_data(&s, tmp.path());
+    let counter = tmp.path().join("calls");
+    let script = tmp.path().join("reward.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}\n\
+             while read -r line; do if [ $n -ge 3 ]; then echo nan; else case \"$line\" in *Lily*) echo 1;; *) echo 0;; esac; fi; done\n",
+            c = counter.display()
+        ),
+    )
+    .unwrap();
+    let cfg = config(&s, &data, &template, &tmp.path().join("run"))
+        .replace(r#"rewards = ["regex:\\bLily\\b"]"#, &format!("rewards = [\"command:sh {}\"]", script.display()))
+        .replace("save_checkpoints = false", "save_every_steps = 1\nkeep_last = 1")
+        .replace("at_start = true", "at_start = false");
+    assert!(cfg.contains("command:sh"), "{cfg}");
+    let path = tmp.path().join("nan.toml");
+    std::fs::write(&path, cfg).unwrap();
+    let o = tunesmith(&["train", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("the loss is NaN at step 3") && err.contains("last good checkpoint (step 2)"), "{err}");
+    let ckpts: Vec<_> = std::fs::read_dir(tmp.path().join("run/checkpoints")).unwrap().flatten().collect();
+    assert_eq!(ckpts.len(), 1, "the last good checkpoint is kept");
+}
+
 #[test]
 fn bad_grpo_configs_exit_2_naming_the_key() {
     let Some(s) = shared() else { return eprintln!("SKIPPED: ../shared is absent") };

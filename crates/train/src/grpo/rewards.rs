@@ -8,8 +8,9 @@
 //! - `json`: 1 when the completion (trimmed) is valid JSON.
 //! - `command:CMD`: runs `sh -c CMD` once per batch; it reads one JSON object per completion on
 //!   stdin (`{"prompt", "completion", "reference"}`) and writes one number per line on stdout (or
-//!   `{"reward": x}`), in the same order. A failing command, or a wrong number of lines, stops the
-//!   run with its stderr.
+//!   `{"reward": x}`, or `nan` when it cannot score one), in the same order. A failing command,
+//!   or a wrong number of lines, stops the run with its stderr; a `nan` makes the step's loss NaN,
+//!   which `train.on_nan` handles as in any other run.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -131,17 +132,22 @@ fn run_command(cmd: &str, items: &[Scored<'_>]) -> Result<Vec<f64>> {
         return Err(fail(format!("exited with {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let rewards: Vec<f64> =
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .enumerate()
-            .map(|(i, l)| {
-                let v: Value = serde_json::from_str(l.trim()).map_err(|e| fail(format!("line {}: {e}: {l}", i + 1)))?;
-                v.as_f64().or_else(|| v["reward"].as_f64()).filter(|x| x.is_finite()).ok_or_else(|| {
-                    fail(format!("line {}: expected a finite number or {{\"reward\": x}}, got {l}", i + 1))
-                })
-            })
-            .collect::<Result<_>>()?;
+    let rewards: Vec<f64> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            // "nan": a reward the command could not compute. The step's loss becomes NaN and
+            // train.on_nan decides (stop with the last good checkpoint kept, or skip).
+            if l.trim().eq_ignore_ascii_case("nan") {
+                return Ok(f64::NAN);
+            }
+            let v: Value = serde_json::from_str(l.trim()).map_err(|e| fail(format!("line {}: {e}: {l}", i + 1)))?;
+            v.as_f64()
+                .or_else(|| v["reward"].as_f64())
+                .ok_or_else(|| fail(format!("line {}: expected a number, nan or {{\"reward\": x}}, got {l}", i + 1)))
+        })
+        .collect::<Result<_>>()?;
     if rewards.len() != items.len() {
         return Err(fail(format!("wrote {} rewards for {} completions", rewards.len(), items.len())));
     }

@@ -4,6 +4,7 @@
 mod data;
 mod dpo;
 mod eval;
+mod grpo;
 mod ops;
 mod peer;
 mod qlora;
@@ -46,6 +47,11 @@ enum Suite {
     /// (internal) one tunesmith DPO run, in its own process.
     #[command(hide = true)]
     DpoOne(dpo::OneArgs),
+    /// GRPO with LoRA on a GGUF model against TRL's GRPOTrainer with PEFT.
+    Grpo(grpo::Args),
+    /// (internal) one tunesmith GRPO run, in its own process.
+    #[command(hide = true)]
+    GrpoOne(grpo::OneArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,5 +68,7 @@ fn main() -> anyhow::Result<()> {
         Suite::QloraOne(a) => qlora::run_one(a),
         Suite::Dpo(a) => dpo::run(a),
         Suite::DpoOne(a) => dpo::run_one(a),
+        Suite::Grpo(a) => grpo::run(a),
+        Suite::GrpoOne(a) => grpo::run_one(a),
     }
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod grpo;
 pub mod load;
 pub mod methods;
+pub mod objective;
 pub mod preference;
 pub mod prepare;
 pub mod schedule;

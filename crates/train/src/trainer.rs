@@ -21,11 +21,9 @@ use tunesmith_models::{Batch, LossOptions, Model, Targets, Task};
 use crate::checkpoint::{self, TrainState};
 use crate::config::{MethodKind, RunConfig, TaskKind};
 use crate::error::{Result, TrainError};
-use crate::grpo::{Grpo, GrpoStats};
 use crate::load;
 use crate::methods;
-use crate::preference::kto::{Kto, KtoStats};
-use crate::preference::{PairStats, Preference};
+use crate::objective::{Metrics, Objective};
 use crate::prepare::{prepare, Prepared};
 use crate::schedule::Schedule;
 
@@ -221,12 +219,8 @@ pub struct Trainer {
     state: TrainState,
     total_steps: u64,
     resumed: bool,
-    /// The pairwise objective (`task.kind = "preference"` or `"reward"`).
-    preference: Option<Preference>,
-    /// The GRPO objective (`task.kind = "grpo"`).
-    grpo: Option<Grpo>,
-    /// The KTO objective (`task.loss = "kto"`).
-    kto: Option<Kto>,
+    /// The objective when the task is not a per-example loss (preference, reward, GRPO).
+    objective: Option<Box<dyn Objective>>,
     /// How many other sequences training examples have at most (an embedding pair's positive
     /// and hard negative), found once.
     other_parts: usize,
@@ -280,20 +274,15 @@ impl Trainer {
                 causal_labels: matches!(cfg.task.kind, TaskKind::CausalLm | TaskKind::Preference | TaskKind::Grpo),
             },
         )?;
-        let preference = match cfg.task.kind {
-            TaskKind::Preference | TaskKind::Reward if !is_kto => {
-                Some(Preference::for_run(&cfg, &mut model, lora.is_some(), &data, loader.options())?)
-            }
-            _ => None,
-        };
-        let kto = match is_kto {
-            true => Some(Kto::for_run(&cfg, &model, lora.is_some(), &data, pad_id)?),
-            false => None,
-        };
-        let grpo = match cfg.task.kind {
-            TaskKind::Grpo => Some(Grpo::for_run(&cfg, &mut model, lora.is_some(), &data, &tokenizer, &model_dir)?),
-            _ => None,
-        };
+        let objective = crate::objective::for_run(
+            &cfg,
+            &mut model,
+            lora.is_some(),
+            &data,
+            loader.options(),
+            &tokenizer,
+            &model_dir,
+        )?;
         let per_epoch = loader.batches_per_epoch().div_ceil(cfg.train.grad_accum) as u64;
         let total_steps =
             if cfg.train.max_steps > 0 { cfg.train.max_steps as u64 } else { per_epoch * cfg.train.epochs as u64 };
@@ -331,9 +320,7 @@ impl Trainer {
             state: TrainState { config_hash, ..TrainState::default() },
             total_steps,
             resumed: false,
-            preference,
-            grpo,
-            kto,
+            objective,
             other_parts,
         };
         if t.cfg.method.kind == MethodKind::GradualUnfreeze {
@@ -469,15 +456,9 @@ impl Trainer {
             return Ok(None);
         }
         let kind = self.cfg.task.kind;
-        if let Some(k) = &self.kto {
-            return k.evaluate(&mut self.model, &self.data.validation, self.cfg.eval.batch_size).map(Some);
-        }
-        if let Some(o) = &self.grpo {
-            return o.evaluate(&self.model, &self.data.validation, self.cfg.eval.batch_size).map(Some);
-        }
-        if let Some(p) = &self.preference {
+        if let Some(o) = &self.objective {
             let opts = LoaderOptions { batch_size: self.cfg.eval.batch_size, ..self.loader.options().clone() };
-            return p.evaluate(&mut self.model, &self.data.validation, &opts).map(Some);
+            return o.evaluate(&mut self.model, &self.data.validation, &opts).map(Some);
         }
         let loader = Loader::new(
             self.data.validation.clone(),
@@ -639,31 +620,16 @@ impl Trainer {
                 let units: usize = group.iter().map(|(_, hb)| loss_units(hb, kind)).sum();
                 let mut loss_total = 0.0;
                 let mut group_tokens = 0u64;
-                let mut pair_stats = PairStats::default();
-                let mut grpo_stats = GrpoStats::default();
-                let mut kto_stats = KtoStats::default();
+                let mut metrics = Metrics::default();
                 for (i, (_, hb)) in group.iter().enumerate() {
-                    // A preference batch: both completions of each pair, and their reference
-                    // log-probs (computed before the step's graph borrows the model).
-                    let pairs = match &self.preference {
-                        Some(p) => {
-                            let both = Preference::pair_batch(&self.loader, hb);
-                            let reference = p.reference_logps(&mut self.model, &both, true)?;
-                            Some((both, reference))
-                        }
-                        None => None,
-                    };
-                    // A GRPO batch: sampled completions of its prompts, scored.
-                    let rollout = match &self.grpo {
+                    // An objective prepares its batch (samples, reference passes) before the
+                    // step's graph borrows the model.
+                    let prepared = match &self.objective {
                         Some(o) => {
                             let seed =
                                 self.cfg.train.seed.wrapping_mul(7_919).wrapping_add(self.state.step * 64 + i as u64);
-                            Some(o.rollout(&mut self.model, hb, seed)?)
+                            Some(o.prepare(&mut self.model, &self.loader, hb, seed)?)
                         }
-                        None => None,
-                    };
-                    let kto_batch = match &self.kto {
-                        Some(k) => Some(k.prepare(&mut self.model, self.loader.examples(), &hb.examples)?),
                         None => None,
                     };
                     let g = Graph::train(
@@ -675,17 +641,9 @@ impl Trainer {
                         ..LossOptions::default()
                     };
                     let checkpointing = self.cfg.train.activation_checkpointing;
-                    let (loss, tokens) = if let (Some(p), Some((both, reference))) = (&self.preference, &pairs) {
-                        let step = p.step(&self.model, &g, both, reference, units.max(1) as f64, checkpointing)?;
-                        pair_stats.merge(&step.stats);
-                        (step.loss, step.tokens)
-                    } else if let (Some(k), Some(b)) = (&self.kto, &kto_batch) {
-                        let step = k.step(&self.model, &g, b, units.max(1) as f64, checkpointing)?;
-                        kto_stats.merge(&step.stats);
-                        (step.loss, step.tokens)
-                    } else if let (Some(o), Some(r)) = (&self.grpo, &rollout) {
-                        let step = o.step(&self.model, &g, r, units.max(1) as f64, checkpointing)?;
-                        grpo_stats.merge(&step.stats);
+                    let (loss, tokens) = if let (Some(o), Some(b)) = (&self.objective, &prepared) {
+                        let step = o.step(&self.model, &g, b, units.max(1) as f64, checkpointing)?;
+                        metrics.merge(&step.metrics);
                         (step.loss, step.tokens)
                     } else if kind == TaskKind::Embedding {
                         let (out, tokens) = self.pair_loss(&g, hb, lopts.normalizer, checkpointing)?;
@@ -741,15 +699,8 @@ impl Trainer {
                     let mut record = json!({"step": self.state.step, "split": "train",
                         "epoch": epoch as f64 + next.index as f64 / per_epoch.max(1) as f64,
                         "loss": loss_total, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps});
-                    if self.grpo.is_some() {
-                        record["metrics"] = Value::Object(grpo_stats.metrics());
-                    }
-                    if self.kto.is_some() {
-                        record["metrics"] = Value::Object(kto_stats.metrics());
-                    }
-                    if self.preference.is_some() {
-                        record["metrics"] =
-                            Value::Object(self.preference.as_ref().map(|p| p.metrics(&pair_stats)).unwrap_or_default());
+                    if self.objective.is_some() {
+                        record["metrics"] = Value::Object(metrics.values());
                     }
                     log.write(&record);
                     let _ = tb.scalars(

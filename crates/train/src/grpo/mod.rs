@@ -231,19 +231,6 @@ impl Grpo {
         })
     }
 
-    /// The loss of a rollout, scaled by its prompts over `normalizer` (the prompts of the whole
-    /// accumulated step).
-    pub fn step<'m>(
-        &self,
-        model: &'m Model,
-        g: &Graph<'m>,
-        r: &Rollout,
-        normalizer: f64,
-        checkpoint: bool,
-    ) -> Result<GrpoStep> {
-        policy_step(&self.params, model, g, r, normalizer, checkpoint)
-    }
-
     /// Greedy completions of the validation prompts, scored: the mean reward (overall and per
     /// function) and the mean completion length.
     pub fn evaluate(&self, model: &Model, examples: &[Encoded], batch_size: usize) -> Result<Map<String, Value>> {
@@ -280,6 +267,36 @@ impl Grpo {
         // Training minimizes a loss; for validation, the negative mean reward stands in for it.
         m.insert("loss".into(), json!(-stats.reward / stats.completions.max(1) as f64));
         Ok(m)
+    }
+}
+
+impl crate::objective::Objective for Grpo {
+    fn prepare(
+        &self,
+        model: &mut Model,
+        _loader: &Loader,
+        hb: &HostBatch,
+        seed: u64,
+    ) -> Result<crate::objective::Batch> {
+        Ok(Box::new(self.rollout(model, hb, seed)?))
+    }
+
+    fn step<'m>(
+        &self,
+        model: &'m Model,
+        g: &Graph<'m>,
+        batch: &crate::objective::Batch,
+        normalizer: f64,
+        checkpoint: bool,
+    ) -> Result<crate::objective::ObjectiveStep> {
+        let r = batch.downcast_ref::<Rollout>().ok_or_else(|| TrainError::Config("not a GRPO rollout".into()))?;
+        let s = policy_step(&self.params, model, g, r, normalizer, checkpoint)?;
+        let metrics = crate::objective::Metrics::from_means(&s.stats.metrics(), s.stats.completions as f64);
+        Ok(crate::objective::ObjectiveStep { loss: s.loss, tokens: s.tokens, metrics })
+    }
+
+    fn evaluate(&self, model: &mut Model, examples: &[Encoded], opts: &LoaderOptions) -> Result<Map<String, Value>> {
+        Grpo::evaluate(self, model, examples, opts.batch_size)
     }
 }
 

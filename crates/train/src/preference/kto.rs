@@ -295,6 +295,66 @@ impl Kto {
     }
 }
 
+impl KtoStats {
+    /// The metrics, each weighted by the completions it averages over.
+    fn weighted(&self) -> crate::objective::Metrics {
+        let mut m = crate::objective::Metrics::default();
+        let means = self.metrics();
+        let (n, d) = (self.completions as f64, self.desirable as f64);
+        for (name, v) in &means {
+            let weight = if name.ends_with("/chosen") {
+                d
+            } else if name.ends_with("/rejected") {
+                n - d
+            } else {
+                n
+            };
+            // A margin needs both kinds in the batch.
+            if name == "rewards/margins" && (d == 0.0 || d == n) {
+                continue;
+            }
+            if weight > 0.0 {
+                m.mean(name, v.as_f64().unwrap_or(0.0), weight);
+            }
+        }
+        m
+    }
+}
+
+impl crate::objective::Objective for Kto {
+    fn prepare(
+        &self,
+        model: &mut Model,
+        loader: &tunesmith_data::batch::Loader,
+        hb: &HostBatch,
+        _seed: u64,
+    ) -> Result<crate::objective::Batch> {
+        Ok(Box::new(Kto::prepare(self, model, loader.examples(), &hb.examples)?))
+    }
+
+    fn step<'m>(
+        &self,
+        model: &'m Model,
+        g: &Graph<'m>,
+        batch: &crate::objective::Batch,
+        normalizer: f64,
+        checkpoint: bool,
+    ) -> Result<crate::objective::ObjectiveStep> {
+        let b = batch.downcast_ref::<KtoBatch>().ok_or_else(|| TrainError::Config("not a KTO batch".into()))?;
+        let s = Kto::step(self, model, g, b, normalizer, checkpoint)?;
+        Ok(crate::objective::ObjectiveStep { loss: s.loss, tokens: s.tokens, metrics: s.stats.weighted() })
+    }
+
+    fn evaluate(
+        &self,
+        model: &mut Model,
+        examples: &[Encoded],
+        opts: &tunesmith_data::batch::LoaderOptions,
+    ) -> Result<Map<String, Value>> {
+        Kto::evaluate(self, model, examples, opts.batch_size)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

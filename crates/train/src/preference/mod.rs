@@ -77,6 +77,44 @@ pub fn as_loader_examples(examples: Vec<Encoded>) -> Result<Vec<Encoded>> {
         .collect()
 }
 
+/// A prepared pair batch: both completions of each pair and their reference log-probs.
+struct PreparedPairs {
+    both: HostBatch,
+    reference: Vec<f64>,
+}
+
+impl crate::objective::Objective for Preference {
+    fn prepare(
+        &self,
+        model: &mut Model,
+        loader: &Loader,
+        hb: &HostBatch,
+        _seed: u64,
+    ) -> Result<crate::objective::Batch> {
+        let both = Self::pair_batch(loader, hb);
+        let reference = self.reference_logps(model, &both, true)?;
+        Ok(Box::new(PreparedPairs { both, reference }))
+    }
+
+    fn step<'m>(
+        &self,
+        model: &'m Model,
+        g: &Graph<'m>,
+        batch: &crate::objective::Batch,
+        normalizer: f64,
+        checkpoint: bool,
+    ) -> Result<crate::objective::ObjectiveStep> {
+        let b = batch.downcast_ref::<PreparedPairs>().ok_or_else(|| TrainError::Config("not a pair batch".into()))?;
+        let s = Preference::step(self, model, g, &b.both, &b.reference, normalizer, checkpoint)?;
+        let metrics = crate::objective::Metrics::from_means(&self.metrics(&s.stats), s.stats.pairs as f64);
+        Ok(crate::objective::ObjectiveStep { loss: s.loss, tokens: s.tokens, metrics })
+    }
+
+    fn evaluate(&self, model: &mut Model, examples: &[Encoded], opts: &LoaderOptions) -> Result<Map<String, Value>> {
+        Preference::evaluate(self, model, examples, opts)
+    }
+}
+
 /// Loader options for scoring (evaluation, precomputing): `opts`' batch size, length and pad
 /// id, in a fixed order sorted by length, unpacked.
 fn scoring(opts: &LoaderOptions) -> LoaderOptions {

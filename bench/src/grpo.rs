@@ -116,6 +116,8 @@ pub fn run_one(a: OneArgs) -> Result<()> {
     let mut opt = AdamW::new(&model.params, vec![group], (0.9, 0.999), 1e-8)?;
     let mut grads = Grads::new();
     let (mut times, mut tokens, mut rewards) = (Vec::new(), Vec::new(), Vec::new());
+    // Time in sampling and scoring (the rollout: generation, reference pass) per step.
+    let mut rollout_times = Vec::new();
     for step in 0..a.steps {
         let hb = HostBatch {
             rows: 0,
@@ -131,6 +133,7 @@ pub fn run_one(a: OneArgs) -> Result<()> {
         };
         let t0 = Instant::now();
         let rollout = objective.rollout(&mut model, &hb, 1234 + step as u64)?;
+        rollout_times.push(t0.elapsed().as_secs_f64());
         {
             let g = Graph::train(step as u64);
             let out = policy_step(&objective.params, &model, &g, &rollout, PROMPTS as f64, false)?;
@@ -146,11 +149,13 @@ pub fn run_one(a: OneArgs) -> Result<()> {
     let timed: Vec<usize> = if a.steps > 1 { (1..a.steps).collect() } else { vec![0] };
     let secs: f64 = timed.iter().map(|&i| times[i]).sum();
     let toks: usize = timed.iter().map(|&i| tokens[i]).sum();
+    let rollout_secs: f64 = timed.iter().map(|&i| rollout_times[i]).sum();
     println!(
         "{}",
         json!({
             "mode": a.mode, "threads": a.threads, "step_ms": secs / timed.len() as f64 * 1e3,
             "tokens_per_s": toks as f64 / secs, "peak_rss_mb": timing::peak_rss_mb(), "rewards": rewards,
+            "rollout_share": rollout_secs / secs,
         })
     );
     Ok(())

@@ -90,6 +90,9 @@ pub struct EvalArgs {
 
 /// Runs `tunesmith eval`: the task's metrics of a model on a dataset, as JSON.
 pub fn eval(a: EvalArgs) -> Result<()> {
+    if a.reward_model.is_some() && a.task != "preference" {
+        return Err(BadInput("--reward-model judges a policy: use it with --task preference".into()).into());
+    }
     let out =
         a.out.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("tunesmith-eval-{}", std::process::id())));
     let toml = format!(
@@ -112,9 +115,6 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     }
     let mut metrics = trainer.evaluate(a.out.is_some()).map_err(train_error)?;
     if let Some(rm) = &a.reward_model {
-        if a.task != "preference" {
-            return Err(BadInput("--reward-model judges a policy: use it with --task preference".into()).into());
-        }
         let reward = tunesmith_train::load::load_model(
             rm,
             tunesmith_models::Task::SequenceClassification,

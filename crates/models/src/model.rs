@@ -150,6 +150,10 @@ pub struct ModelLoss {
     pub logits: Option<Tensor>,
 }
 
+/// The prefix of PPO's value head parameters (TRL's `v_head.summary`): trained beside the policy,
+/// never exported with it.
+pub const VALUE_HEAD_PREFIX: &str = "v_head.";
+
 /// A model ready to run and train.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -672,9 +676,18 @@ impl Model {
             return Err(ModelError::Invalid(format!("labels {:?} must match input_ids [{b}, {t}]", labels.shape())));
         }
         let h = self.hidden_states(g, batch, checkpoint)?;
+        self.token_logprobs_of_hidden(g, &h, labels)
+    }
+
+    /// [`Model::token_logprobs`] from hidden states `[B, T, D]` already computed (when another
+    /// head, such as PPO's value head, reads them too).
+    pub fn token_logprobs_of_hidden<'m>(&'m self, g: &Graph<'m>, h: &Var, labels: &Tensor) -> Result<Var> {
+        let s = h.shape().to_vec();
+        if s.len() != 3 || labels.shape() != [s[0], s[1]] {
+            return Err(ModelError::Invalid(format!("labels {:?} must match hidden states {s:?}", labels.shape())));
+        }
         let (w, bias) = self.lm_head(g)?;
-        let d = h.shape()[2];
-        let flat = g.reshape(&h, &[b * t, d])?;
+        let flat = g.reshape(h, &[s[0] * s[1], s[2]])?;
         Ok(g.token_logprobs(&flat, &w, bias.as_ref(), &shift_left(labels, -100)?, -100)?)
     }
 
@@ -787,7 +800,7 @@ impl Model {
         format!("{base}{suffix}")
     }
 
-    /// The tensors as they would be written: adapter parameters excluded, GPT-2 Conv1D
+    /// The tensors as they would be written: adapter and value-head parameters excluded, GPT-2 Conv1D
     /// weights transposed back to `[in, out]`. Merge adapters first to export them.
     pub fn export_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let mut adapter_params = std::collections::HashSet::new();
@@ -809,7 +822,11 @@ impl Model {
         for (id, p) in self.params.iter() {
             // Adapter tensors never go into a full checkpoint (after merge_and_unload they are
             // still in the store, detached).
-            if adapter_params.contains(&id) || p.name.contains(".lora_A.") || p.name.contains(".lora_B.") {
+            if adapter_params.contains(&id)
+                || p.name.contains(".lora_A.")
+                || p.name.contains(".lora_B.")
+                || p.name.starts_with(VALUE_HEAD_PREFIX)
+            {
                 continue;
             }
             let value = quantized.remove(&id).unwrap_or_else(|| p.value.clone());

@@ -76,6 +76,9 @@ pub enum TaskKind {
     Reward,
     /// GRPO: sampled completions of each prompt scored by verifiable rewards.
     Grpo,
+    /// PPO (RLHF): sampled completions scored by a reward model, a value head, GAE and clipped
+    /// policy and value losses, with a KL penalty to the reference.
+    Ppo,
 }
 
 impl TaskKind {
@@ -90,6 +93,7 @@ impl TaskKind {
             TaskKind::Preference => "preference",
             TaskKind::Reward => "reward",
             TaskKind::Grpo => "grpo",
+            TaskKind::Ppo => "ppo",
         }
     }
 }
@@ -162,6 +166,49 @@ pub struct TaskSection {
     /// GRPO: "group" (rewards normalized within each prompt's group) or "rloo".
     #[serde(default = "default_advantage")]
     pub advantage: String,
+    /// PPO: the reward model, a `reward` run's final/model (sharing the policy's tokenizer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward_model: Option<String>,
+    /// PPO: optimizer steps on each rollout.
+    #[serde(default = "default_ppo_epochs")]
+    pub ppo_epochs: usize,
+    /// PPO: the KL to the reference (per sequence) that β is adapted toward; fixed β without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kl_target: Option<f64>,
+    /// PPO: how many sampled completions β takes to move by its largest step (20%).
+    #[serde(default = "default_kl_horizon")]
+    pub kl_horizon: f64,
+    /// PPO: GAE's discount γ.
+    #[serde(default = "default_one")]
+    pub discount: f64,
+    /// PPO: GAE's λ.
+    #[serde(default = "default_gae_lambda")]
+    pub gae_lambda: f64,
+    /// PPO: the value loss's weight.
+    #[serde(default = "default_vf_coef")]
+    pub vf_coef: f64,
+    /// PPO: how far the value may move from its sampling-time estimate before it is clipped.
+    #[serde(default = "default_epsilon")]
+    pub value_clip: f64,
+    /// PPO: subtracted from the score of a completion that reached max_new_tokens without ending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_eos_penalty: Option<f64>,
+}
+
+fn default_ppo_epochs() -> usize {
+    4
+}
+
+fn default_kl_horizon() -> f64 {
+    10_000.0
+}
+
+fn default_gae_lambda() -> f64 {
+    0.95
+}
+
+fn default_vf_coef() -> f64 {
+    0.1
 }
 
 fn default_num_generations() -> usize {
@@ -187,12 +234,69 @@ fn default_advantage() -> String {
 impl TaskSection {
     /// β, or the default of the task kind.
     pub fn beta_or_default(&self) -> f64 {
-        self.beta.unwrap_or(if self.kind == TaskKind::Grpo { 0.04 } else { 0.1 })
+        self.beta.unwrap_or(match self.kind {
+            TaskKind::Grpo => 0.04,
+            TaskKind::Ppo => 0.05,
+            _ => 0.1,
+        })
     }
 
     /// The loss name, or the default of the task kind.
     pub fn loss_or_default(&self) -> &str {
         self.loss.as_deref().unwrap_or(if self.kind == TaskKind::Grpo { "grpo" } else { "dpo" })
+    }
+
+    /// The first invalid PPO key and why.
+    fn ppo_problem(&self) -> Option<(&'static str, String)> {
+        if self.reward_model.as_deref().is_none_or(str::is_empty) {
+            return Some((
+                "task.reward_model",
+                "is missing; PPO needs a reward model (a reward run's final/model)".into(),
+            ));
+        }
+        if self.ppo_epochs == 0 {
+            return Some(("task.ppo_epochs", "must be at least 1".into()));
+        }
+        if self.max_new_tokens == 0 {
+            return Some(("task.max_new_tokens", "must be at least 1".into()));
+        }
+        if !(self.sampling_temperature > 0.0 && self.sampling_temperature.is_finite()) {
+            return Some(("task.sampling_temperature", format!("must be positive, got {}", self.sampling_temperature)));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Some(("task.top_p", format!("must be in (0, 1], got {}", self.top_p)));
+        }
+        for (key, v) in [("task.epsilon", self.epsilon), ("task.value_clip", self.value_clip)] {
+            if !(v > 0.0 && v.is_finite()) {
+                return Some((key, format!("must be positive, got {v}")));
+            }
+        }
+        for (key, v) in [("task.discount", self.discount), ("task.gae_lambda", self.gae_lambda)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Some((key, format!("must be in [0, 1], got {v}")));
+            }
+        }
+        if !(self.vf_coef >= 0.0 && self.vf_coef.is_finite()) {
+            return Some(("task.vf_coef", format!("must be 0 or more, got {}", self.vf_coef)));
+        }
+        if let Some(t) = self.kl_target {
+            if !(t > 0.0 && t.is_finite()) {
+                return Some(("task.kl_target", format!("must be positive, got {t}")));
+            }
+        }
+        if !(self.kl_horizon > 0.0 && self.kl_horizon.is_finite()) {
+            return Some(("task.kl_horizon", format!("must be positive, got {}", self.kl_horizon)));
+        }
+        if let Some(p) = self.missing_eos_penalty {
+            if !p.is_finite() {
+                return Some(("task.missing_eos_penalty", format!("must be a finite number, got {p}")));
+            }
+        }
+        let beta = self.beta_or_default();
+        if !(beta >= 0.0 && beta.is_finite()) {
+            return Some(("task.beta", format!("must be 0 or more, got {beta}")));
+        }
+        None
     }
 
     /// The first invalid GRPO key and why.
@@ -648,6 +752,15 @@ pub fn valid_keys() -> Vec<String> {
                 "top_p",
                 "epsilon",
                 "advantage",
+                "reward_model",
+                "ppo_epochs",
+                "kl_target",
+                "kl_horizon",
+                "discount",
+                "gae_lambda",
+                "vf_coef",
+                "value_clip",
+                "missing_eos_penalty",
             ],
         ),
         (
@@ -880,7 +993,14 @@ impl RunConfig {
                 return bad(key, why);
             }
         }
-        if matches!(self.task.kind, TaskKind::Preference | TaskKind::Reward | TaskKind::Grpo) && self.data.packing {
+        if self.task.kind == TaskKind::Ppo {
+            if let Some((key, why)) = self.task.ppo_problem() {
+                return bad(key, why);
+            }
+        }
+        if matches!(self.task.kind, TaskKind::Preference | TaskKind::Reward | TaskKind::Grpo | TaskKind::Ppo)
+            && self.data.packing
+        {
             return bad(
                 "data.packing",
                 "cannot pack preference pairs across batches; a pair's sequences must batch together (data.padding_free packs each batch without padding)".into(),

@@ -9,6 +9,7 @@ pub mod grpo;
 pub mod load;
 pub mod methods;
 pub mod objective;
+pub mod ppo;
 pub mod preference;
 pub mod prepare;
 pub mod schedule;

@@ -49,6 +49,12 @@ pub trait Objective {
         checkpoint: bool,
     ) -> Result<ObjectiveStep>;
 
+    /// Optimizer steps taken on each prepared group of micro-batches (PPO's epochs over a
+    /// rollout); the schedule and the step count advance once per group.
+    fn passes(&self) -> usize {
+        1
+    }
+
     /// Validation metrics (with `loss`) over `examples`.
     fn evaluate(&self, model: &mut Model, examples: &[Encoded], opts: &LoaderOptions) -> Result<Map<String, Value>>;
 }
@@ -142,7 +148,7 @@ impl Metrics {
 }
 
 /// The objective of a run, when its task is not a per-example loss: preference losses, KTO,
-/// reward models, GRPO.
+/// reward models, GRPO, PPO.
 pub fn for_run(
     cfg: &RunConfig,
     model: &mut Model,
@@ -160,6 +166,7 @@ pub fn for_run(
             Some(Box::new(crate::preference::Preference::for_run(cfg, model, has_lora, data, opts)?))
         }
         TaskKind::Grpo => Some(Box::new(crate::grpo::Grpo::for_run(cfg, model, has_lora, data, tokenizer, model_dir)?)),
+        TaskKind::Ppo => Some(Box::new(crate::ppo::Ppo::for_run(cfg, model, has_lora, data, tokenizer, model_dir)?)),
         _ => None,
     })
 }

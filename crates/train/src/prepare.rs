@@ -51,7 +51,7 @@ fn check_task_fits(ds: &Dataset, task: TaskKind, what: &str) -> Result<()> {
             (Example::Labeled { label: Label::Class(_), .. }, TaskKind::Classification)
                 | (Example::Labeled { label: Label::Value(_), .. }, TaskKind::Regression)
                 | (Example::Chat { .. } | Example::Text(_), TaskKind::CausalLm)
-                | (Example::Chat { .. }, TaskKind::Grpo)
+                | (Example::Chat { .. }, TaskKind::Grpo | TaskKind::Ppo)
                 | (Example::Pair { .. }, TaskKind::Embedding)
                 | (Example::Tagged { .. }, TaskKind::TokenClassification)
                 | (Example::Preference { .. }, TaskKind::Preference | TaskKind::Reward)
@@ -139,8 +139,10 @@ pub fn prepare(cfg: &RunConfig, tokenizer: &Tokenizer, model_dir: &Path) -> Resu
             }
         }
     }
-    let tmpl = if matches!(cfg.task.kind, TaskKind::CausalLm | TaskKind::Preference | TaskKind::Reward | TaskKind::Grpo)
-    {
+    let tmpl = if matches!(
+        cfg.task.kind,
+        TaskKind::CausalLm | TaskKind::Preference | TaskKind::Reward | TaskKind::Grpo | TaskKind::Ppo
+    ) {
         let spec = (d.template != "model").then_some(d.template.as_str());
         template::resolve(spec, Some(model_dir))?
     } else {

@@ -75,7 +75,7 @@ impl Progress for Quiet {
 fn model_task(kind: TaskKind) -> Task {
     match kind {
         TaskKind::Classification | TaskKind::Regression | TaskKind::Reward => Task::SequenceClassification,
-        TaskKind::CausalLm | TaskKind::Preference | TaskKind::Grpo => Task::CausalLm,
+        TaskKind::CausalLm | TaskKind::Preference | TaskKind::Grpo | TaskKind::Ppo => Task::CausalLm,
         TaskKind::Embedding => Task::Embedding,
         TaskKind::TokenClassification => Task::TokenClassification,
     }
@@ -107,7 +107,7 @@ pub(crate) fn to_batch(hb: &HostBatch, packed: bool, position_offset: usize) -> 
 
 fn targets(hb: &HostBatch, kind: TaskKind) -> Result<Targets> {
     Ok(match kind {
-        TaskKind::Embedding | TaskKind::Preference | TaskKind::Reward | TaskKind::Grpo => {
+        TaskKind::Embedding | TaskKind::Preference | TaskKind::Reward | TaskKind::Grpo | TaskKind::Ppo => {
             return Err(TrainError::Config("pairs have no per-example targets".into()));
         }
         TaskKind::CausalLm | TaskKind::TokenClassification => Targets::Tokens(Tensor::from_vec(
@@ -247,7 +247,7 @@ impl Trainer {
             TaskKind::Classification | TaskKind::TokenClassification => Some(data.labels.clone()),
             TaskKind::Regression => Some(vec!["score".into()]),
             TaskKind::Reward => Some(vec!["reward".into()]),
-            TaskKind::CausalLm | TaskKind::Embedding | TaskKind::Preference | TaskKind::Grpo => None,
+            TaskKind::CausalLm | TaskKind::Embedding | TaskKind::Preference | TaskKind::Grpo | TaskKind::Ppo => None,
         };
         let quant = tunesmith_models::quantize::BaseQuant::parse(&cfg.model.quantize)
             .unwrap_or(tunesmith_models::quantize::BaseQuant::None);
@@ -271,7 +271,10 @@ impl Trainer {
                 drop_last: false,
                 pad_id,
                 pad_to_multiple_of: 1,
-                causal_labels: matches!(cfg.task.kind, TaskKind::CausalLm | TaskKind::Preference | TaskKind::Grpo),
+                causal_labels: matches!(
+                    cfg.task.kind,
+                    TaskKind::CausalLm | TaskKind::Preference | TaskKind::Grpo | TaskKind::Ppo
+                ),
             },
         )?;
         let objective = crate::objective::for_run(
@@ -544,7 +547,8 @@ impl Trainer {
             | TaskKind::TokenClassification
             | TaskKind::Preference
             | TaskKind::Reward
-            | TaskKind::Grpo => {}
+            | TaskKind::Grpo
+            | TaskKind::Ppo => {}
         }
         Ok(Some(m))
     }
@@ -616,78 +620,94 @@ impl Trainer {
                 break;
             }
             let plan: Vec<(Position, HostBatch)> = self.loader.epoch_from(self.state.position).collect();
-            for group in plan.chunks(accum) {
+            'groups: for group in plan.chunks(accum) {
                 let units: usize = group.iter().map(|(_, hb)| loss_units(hb, kind)).sum();
                 let mut loss_total = 0.0;
                 let mut group_tokens = 0u64;
                 let mut metrics = Metrics::default();
+                // An objective prepares its batches (samples, reference passes) before the
+                // step's graphs borrow the model.
+                let mut prepared = Vec::with_capacity(group.len());
                 for (i, (_, hb)) in group.iter().enumerate() {
-                    // An objective prepares its batch (samples, reference passes) before the
-                    // step's graph borrows the model.
-                    let prepared = match &self.objective {
+                    prepared.push(match &self.objective {
                         Some(o) => {
                             let seed =
                                 self.cfg.train.seed.wrapping_mul(7_919).wrapping_add(self.state.step * 64 + i as u64);
                             Some(o.prepare(&mut self.model, &self.loader, hb, seed)?)
                         }
                         None => None,
-                    };
-                    let g = Graph::train(
-                        self.cfg.train.seed.wrapping_mul(1_000_003).wrapping_add(self.state.step * 64 + i as u64),
-                    );
-                    let lopts = LossOptions {
-                        label_smoothing: self.cfg.train.label_smoothing,
-                        normalizer: Some(units.max(1) as f64),
-                        ..LossOptions::default()
-                    };
-                    let checkpointing = self.cfg.train.activation_checkpointing;
-                    let (loss, tokens) = if let (Some(o), Some(b)) = (&self.objective, &prepared) {
-                        let step = o.step(&self.model, &g, b, units.max(1) as f64, checkpointing)?;
-                        metrics.merge(&step.metrics);
-                        (step.loss, step.tokens)
-                    } else if kind == TaskKind::Embedding {
-                        let (out, tokens) = self.pair_loss(&g, hb, lopts.normalizer, checkpointing)?;
-                        (out.loss, tokens)
-                    } else {
-                        let batch = to_batch(hb, self.packed(), self.model.config.position_offset)?;
-                        (self.model.loss(&g, &batch, &targets(hb, kind)?, &lopts, checkpointing)?.loss, hb.tokens())
-                    };
-                    loss_total += loss.value().scalar_value()?;
-                    g.backward(&loss, &mut grads)?;
-                    group_tokens += tokens as u64;
+                    });
                 }
-                window_tokens += group_tokens;
                 // The loader gives the position after each batch.
                 let next = group[group.len() - 1].0;
-                if !loss_total.is_finite() {
-                    grads.clear();
-                    consecutive_skips += 1;
-                    if self.cfg.train.on_nan == "skip" && consecutive_skips <= MAX_CONSECUTIVE_SKIPS {
-                        self.state.skipped_batches += 1;
-                        self.state.position = next;
-                        log.write(&json!({"step": self.state.step, "split": "train", "skipped_batch": true,
-                                          "loss": Value::Null}));
-                        progress.message(&format!("step {}: loss is {loss_total}; batch skipped", self.state.step + 1));
-                        continue;
-                    }
-                    let kept = match checkpoint::list(&self.dir).pop() {
-                        Some((step, path)) => {
-                            format!("the last good checkpoint (step {step}) is kept in {}", path.display())
-                        }
-                        None => "no checkpoint had been written yet".to_string(),
-                    };
-                    return Err(TrainError::NonFinite { step: self.state.step + 1, value: loss_total, kept });
-                }
-                consecutive_skips = 0;
-                let grad_norm = if self.cfg.train.max_grad_norm > 0.0 {
-                    clip_grad_norm(&mut grads, self.cfg.train.max_grad_norm)?
-                } else {
-                    clip_grad_norm(&mut grads, f64::INFINITY)?
-                };
                 let factor = self.schedule.factor(self.state.step as usize);
                 self.opt.set_lr_factor(factor);
-                self.opt.step(&mut self.model.params, &grads)?;
-                grads.clear();
+                let passes = self.objective.as_ref().map_or(1, |o| o.passes().max(1));
+                let mut grad_norm = 0.0;
+                for pass in 0..passes as u64 {
+                    let mut pass_loss = 0.0;
+                    for (i, (_, hb)) in group.iter().enumerate() {
+                        let g = Graph::train(
+                            self.cfg
+                                .train
+                                .seed
+                                .wrapping_mul(1_000_003)
+                                .wrapping_add(self.state.step * 64 + i as u64 + pass.wrapping_mul(0x9E37_79B9)),
+                        );
+                        let lopts = LossOptions {
+                            label_smoothing: self.cfg.train.label_smoothing,
+                            normalizer: Some(units.max(1) as f64),
+                            ..LossOptions::default()
+                        };
+                        let checkpointing = self.cfg.train.activation_checkpointing;
+                        let (loss, tokens) = if let (Some(o), Some(b)) = (&self.objective, &prepared[i]) {
+                            let step = o.step(&self.model, &g, b, units.max(1) as f64, checkpointing)?;
+                            metrics.merge(&step.metrics);
+                            (step.loss, step.tokens)
+                        } else if kind == TaskKind::Embedding {
+                            let (out, tokens) = self.pair_loss(&g, hb, lopts.normalizer, checkpointing)?;
+                            (out.loss, tokens)
+                        } else {
+                            let batch = to_batch(hb, self.packed(), self.model.config.position_offset)?;
+                            let out = self.model.loss(&g, &batch, &targets(hb, kind)?, &lopts, checkpointing)?;
+                            (out.loss, hb.tokens())
+                        };
+                        pass_loss += loss.value().scalar_value()?;
+                        g.backward(&loss, &mut grads)?;
+                        group_tokens += tokens as u64;
+                    }
+                    if !pass_loss.is_finite() {
+                        grads.clear();
+                        window_tokens += group_tokens;
+                        consecutive_skips += 1;
+                        if self.cfg.train.on_nan == "skip" && consecutive_skips <= MAX_CONSECUTIVE_SKIPS {
+                            self.state.skipped_batches += 1;
+                            self.state.position = next;
+                            log.write(&json!({"step": self.state.step, "split": "train", "skipped_batch": true,
+                                              "loss": Value::Null}));
+                            progress
+                                .message(&format!("step {}: loss is {pass_loss}; batch skipped", self.state.step + 1));
+                            continue 'groups;
+                        }
+                        let kept = match checkpoint::list(&self.dir).pop() {
+                            Some((step, path)) => {
+                                format!("the last good checkpoint (step {step}) is kept in {}", path.display())
+                            }
+                            None => "no checkpoint had been written yet".to_string(),
+                        };
+                        return Err(TrainError::NonFinite { step: self.state.step + 1, value: pass_loss, kept });
+                    }
+                    consecutive_skips = 0;
+                    grad_norm = if self.cfg.train.max_grad_norm > 0.0 {
+                        clip_grad_norm(&mut grads, self.cfg.train.max_grad_norm)?
+                    } else {
+                        clip_grad_norm(&mut grads, f64::INFINITY)?
+                    };
+                    self.opt.step(&mut self.model.params, &grads)?;
+                    grads.clear();
+                    loss_total += pass_loss / passes as f64;
+                }
+                window_tokens += group_tokens;
                 self.state.step += 1;
                 self.state.position = next;
                 self.state.tokens_seen += group_tokens;

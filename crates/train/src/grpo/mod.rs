@@ -335,7 +335,7 @@ pub fn completion_batch(seqs: &[(&[u32], &[u32])], pad: u32) -> (HostBatch, Vec<
 
 /// The per-position log-probs `[B·T]` of a completion batch and, per completion, its tokens'
 /// values.
-fn completion_logps<'m>(
+pub(crate) fn completion_logps<'m>(
     model: &'m Model,
     g: &Graph<'m>,
     hb: &HostBatch,
@@ -379,18 +379,7 @@ impl Grpo {
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut generation = GenerationConfig::for_model(model, model_dir)?;
-        if let Some(eos) = tokenizer.special().eos {
-            if !generation.eos_token_ids.contains(&eos.1) {
-                generation.eos_token_ids.push(eos.1);
-            }
-        }
-        generation.do_sample = true;
-        generation.temperature = t.sampling_temperature;
-        generation.top_p = t.top_p;
-        generation.top_k = 0;
-        generation.repetition_penalty = 1.0;
-        generation.max_new_tokens = t.max_new_tokens;
+        let generation = sampling(t, model, tokenizer, model_dir)?;
         let reference = if beta == 0.0 {
             RefPolicy::None
         } else if has_lora {
@@ -410,6 +399,31 @@ impl Grpo {
             tokenizer: tokenizer.clone(),
         })
     }
+}
+
+/// The sampling settings of an RL task (GRPO, PPO): `generation_config.json`'s stop ids and the
+/// tokenizer's end of sequence, `task.sampling_temperature`, `task.top_p` and
+/// `task.max_new_tokens`, no top-k and no repetition penalty (the loss must see the policy's own
+/// distribution).
+pub fn sampling(
+    t: &crate::config::TaskSection,
+    model: &Model,
+    tokenizer: &Tokenizer,
+    model_dir: &std::path::Path,
+) -> Result<GenerationConfig> {
+    let mut generation = GenerationConfig::for_model(model, model_dir)?;
+    if let Some(eos) = tokenizer.special().eos {
+        if !generation.eos_token_ids.contains(&eos.1) {
+            generation.eos_token_ids.push(eos.1);
+        }
+    }
+    generation.do_sample = true;
+    generation.temperature = t.sampling_temperature;
+    generation.top_p = t.top_p;
+    generation.top_k = 0;
+    generation.repetition_penalty = 1.0;
+    generation.max_new_tokens = t.max_new_tokens;
+    Ok(generation)
 }
 
 /// The GRPO loss of a rollout under `model`, scaled by its prompts over `normalizer`: a

@@ -30,7 +30,7 @@ pub struct WinRate {
 }
 
 /// The rewards of prompt + completion sequences under `reward` (one scalar head).
-fn score(reward: &Model, prompts: &[Vec<u32>], completions: &[Vec<u32>], pad: u32) -> Result<Vec<f64>> {
+pub(crate) fn score(reward: &Model, prompts: &[Vec<u32>], completions: &[Vec<u32>], pad: u32) -> Result<Vec<f64>> {
     let seqs: Vec<(&[u32], &[u32])> =
         prompts.iter().zip(completions).map(|(p, c)| (p.as_slice(), c.as_slice())).collect();
     let (hb, _) = completion_batch(&seqs, pad);

@@ -163,13 +163,44 @@ pub fn choose_token(logits: &mut [f32], seen: &[u32], cfg: &GenerationConfig, rn
         return best as u32;
     }
     let temp = cfg.temperature as f32;
+    // Highest logit first, the lowest index first among equals.
+    let before = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
+    if cfg.top_k == 0 && cfg.top_p >= 1.0 {
+        // The whole vocabulary: no order needed, one pass to sample.
+        let m = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l)) / temp;
+        let probs: Vec<f64> = logits.iter().map(|&l| ((l / temp - m) as f64).exp()).collect();
+        let u = rng.uniform() * probs.iter().sum::<f64>();
+        let mut cum = 0.0;
+        for (i, p) in probs.iter().enumerate() {
+            cum += p;
+            if u < cum {
+                return i as u32;
+            }
+        }
+        return probs.iter().rposition(|&p| p > 0.0).unwrap_or(0) as u32;
+    }
     let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
-    let keep = if cfg.top_k > 0 { cfg.top_k.min(order.len()) } else { order.len() };
-    order.truncate(keep);
+    let top_k_cut = cfg.top_k > 0 && cfg.top_k < order.len();
+    if top_k_cut {
+        order.select_nth_unstable_by(cfg.top_k - 1, before);
+        order.truncate(cfg.top_k);
+    } else if cfg.top_p < 1.0 {
+        // Only tokens of probability ≥ (1 − p)/V can be in the nucleus: the others hold less
+        // than 1 − p together, so the sorted prefix reaches p before them.
+        let m = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l)) / temp;
+        let total: f64 = logits.iter().map(|&l| ((l / temp - m) as f64).exp()).sum();
+        let floor = (1.0 - cfg.top_p) / logits.len() as f64 * total;
+        order.retain(|&i| ((logits[i] / temp - m) as f64).exp() >= floor);
+    }
+    order.sort_unstable_by(before);
     let m = logits[order[0]] / temp;
     let mut probs: Vec<f64> = order.iter().map(|&i| ((logits[i] / temp - m) as f64).exp()).collect();
-    let total: f64 = probs.iter().sum();
+    let total: f64 = if top_k_cut {
+        probs.iter().sum()
+    } else {
+        // The nucleus is cut from the whole distribution, not from the candidates kept above.
+        logits.iter().map(|&l| ((l / temp - m) as f64).exp()).sum()
+    };
     probs.iter_mut().for_each(|p| *p /= total);
     if cfg.top_p < 1.0 {
         let mut cum = 0.0;

@@ -101,6 +101,76 @@ fn choose_token_applies_penalty_top_k_and_top_p() {
     assert!(bad.validate().is_err());
 }
 
+/// Top-k / top-p sampling as first written: the whole vocabulary sorted, then cut.
+fn choose_by_full_sort(logits: &[f32], cfg: &GenerationConfig, rng: &mut Rng) -> u32 {
+    let temp = cfg.temperature as f32;
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    order.truncate(if cfg.top_k > 0 { cfg.top_k.min(order.len()) } else { order.len() });
+    let m = logits[order[0]] / temp;
+    let mut probs: Vec<f64> = order.iter().map(|&i| ((logits[i] / temp - m) as f64).exp()).collect();
+    let total: f64 = probs.iter().sum();
+    probs.iter_mut().for_each(|p| *p /= total);
+    if cfg.top_p < 1.0 {
+        let mut cum = 0.0;
+        let cut = probs.iter().position(|p| {
+            cum += p;
+            cum >= cfg.top_p
+        });
+        let cut = cut.map_or(probs.len(), |i| i + 1);
+        probs.truncate(cut);
+        order.truncate(cut);
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+    }
+    let u = rng.uniform();
+    let mut cum = 0.0;
+    for (p, &i) in probs.iter().zip(&order) {
+        cum += p;
+        if u < cum {
+            return i as u32;
+        }
+    }
+    order[order.len() - 1] as u32
+}
+
+/// Sampling sorts only what it must (the top k, or the tokens that can be in the nucleus) and
+/// picks the same token as a full sort of the vocabulary would, for the same random draw.
+#[test]
+fn truncated_sampling_matches_a_full_sort() {
+    let mut gen = Rng::new(7);
+    for (top_k, top_p, temperature) in [(0, 0.9, 1.0), (0, 0.5, 0.7), (0, 0.99, 1.3), (40, 1.0, 1.0), (40, 0.8, 1.0)] {
+        let cfg = GenerationConfig { do_sample: true, top_k, top_p, temperature, ..Default::default() };
+        for round in 0..20 {
+            let logits: Vec<f32> = (0..5000).map(|_| (gen.normal() * 3.0) as f32).collect();
+            let (mut a, mut b) = (Rng::new(round), Rng::new(round));
+            for _ in 0..10 {
+                let fast = choose_token(&mut logits.clone(), &[], &cfg, &mut a);
+                assert_eq!(fast, choose_by_full_sort(&logits, &cfg, &mut b), "top_k {top_k} top_p {top_p}");
+            }
+        }
+    }
+}
+
+/// Plain sampling (no top-k, no top-p) draws from the softmax of logits / temperature.
+#[test]
+fn plain_sampling_follows_the_softmax() {
+    let logits = [1.0f32, 0.0, 2.0, -1.0];
+    let cfg = GenerationConfig { do_sample: true, temperature: 0.8, ..Default::default() };
+    let mut rng = Rng::new(11);
+    let n = 40_000;
+    let mut counts = [0usize; 4];
+    for _ in 0..n {
+        counts[choose_token(&mut logits.to_vec(), &[], &cfg, &mut rng) as usize] += 1;
+    }
+    let e: Vec<f64> = logits.iter().map(|&l| (f64::from(l) / 0.8).exp()).collect();
+    let z: f64 = e.iter().sum();
+    for i in 0..4 {
+        let (got, want) = (counts[i] as f64 / n as f64, e[i] / z);
+        assert!((got - want).abs() < 0.01, "token {i}: {got} vs {want}");
+    }
+}
+
 #[test]
 fn eos_and_stop_strings_end_rows() {
     let m = model("llama_gqa");

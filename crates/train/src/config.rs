@@ -246,6 +246,20 @@ impl TaskSection {
         self.loss.as_deref().unwrap_or(if self.kind == TaskKind::Grpo { "grpo" } else { "dpo" })
     }
 
+    /// The first invalid sampling key (GRPO, PPO) and why.
+    fn sampling_problem(&self) -> Option<(&'static str, String)> {
+        if self.max_new_tokens == 0 {
+            return Some(("task.max_new_tokens", "must be at least 1".into()));
+        }
+        if !(self.sampling_temperature > 0.0 && self.sampling_temperature.is_finite()) {
+            return Some(("task.sampling_temperature", format!("must be positive, got {}", self.sampling_temperature)));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Some(("task.top_p", format!("must be in (0, 1], got {}", self.top_p)));
+        }
+        None
+    }
+
     /// The first invalid PPO key and why.
     fn ppo_problem(&self) -> Option<(&'static str, String)> {
         if self.reward_model.as_deref().is_none_or(str::is_empty) {
@@ -257,14 +271,8 @@ impl TaskSection {
         if self.ppo_epochs == 0 {
             return Some(("task.ppo_epochs", "must be at least 1".into()));
         }
-        if self.max_new_tokens == 0 {
-            return Some(("task.max_new_tokens", "must be at least 1".into()));
-        }
-        if !(self.sampling_temperature > 0.0 && self.sampling_temperature.is_finite()) {
-            return Some(("task.sampling_temperature", format!("must be positive, got {}", self.sampling_temperature)));
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Some(("task.top_p", format!("must be in (0, 1], got {}", self.top_p)));
+        if let Some(problem) = self.sampling_problem() {
+            return Some(problem);
         }
         for (key, v) in [("task.epsilon", self.epsilon), ("task.value_clip", self.value_clip)] {
             if !(v > 0.0 && v.is_finite()) {
@@ -320,14 +328,8 @@ impl TaskSection {
                 format!("must be at least 2 (a group), got {}", self.num_generations),
             ));
         }
-        if self.max_new_tokens == 0 {
-            return Some(("task.max_new_tokens", "must be at least 1".into()));
-        }
-        if !(self.sampling_temperature > 0.0 && self.sampling_temperature.is_finite()) {
-            return Some(("task.sampling_temperature", format!("must be positive, got {}", self.sampling_temperature)));
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Some(("task.top_p", format!("must be in (0, 1], got {}", self.top_p)));
+        if let Some(problem) = self.sampling_problem() {
+            return Some(problem);
         }
         if !(self.epsilon > 0.0 && self.epsilon < 1.0) {
             return Some(("task.epsilon", format!("must be in (0, 1), got {}", self.epsilon)));

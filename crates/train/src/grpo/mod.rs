@@ -70,6 +70,20 @@ pub enum RefPolicy {
     Frozen(Box<Model>),
 }
 
+impl RefPolicy {
+    /// The reference of a run with KL strength `beta`: none when β = 0, the adapters switched
+    /// off with LoRA, else a frozen copy of `model` as it starts.
+    pub fn for_run(beta: f64, has_lora: bool, model: &Model) -> RefPolicy {
+        if beta == 0.0 {
+            RefPolicy::None
+        } else if has_lora {
+            RefPolicy::AdaptersOff
+        } else {
+            RefPolicy::Frozen(Box::new(model.clone()))
+        }
+    }
+}
+
 /// Sums over sampled completions, reported under TRL's GRPO metric names.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GrpoStats {
@@ -380,13 +394,7 @@ impl Grpo {
             })
             .collect::<Result<Vec<_>>>()?;
         let generation = sampling(t, model, tokenizer, model_dir)?;
-        let reference = if beta == 0.0 {
-            RefPolicy::None
-        } else if has_lora {
-            RefPolicy::AdaptersOff
-        } else {
-            RefPolicy::Frozen(Box::new(model.clone()))
-        };
+        let reference = RefPolicy::for_run(beta, has_lora, model);
         Ok(Grpo {
             params,
             advantage: t.advantage.parse().map_err(|w| bad("task.advantage", w))?,

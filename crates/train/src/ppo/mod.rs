@@ -123,13 +123,7 @@ impl Ppo {
             )));
         }
         let beta = t.beta_or_default();
-        let reference = if beta == 0.0 {
-            RefPolicy::None
-        } else if has_lora {
-            RefPolicy::AdaptersOff
-        } else {
-            RefPolicy::Frozen(Box::new(model.clone()))
-        };
+        let reference = RefPolicy::for_run(beta, has_lora, model);
         Ok(Ppo {
             params: PpoParams { epsilon: t.epsilon, value_clip: t.value_clip, vf_coef: t.vf_coef },
             kl: KlController::new(beta, t.kl_target, t.kl_horizon),

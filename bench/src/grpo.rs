@@ -44,6 +44,10 @@ pub struct Args {
     /// Skip the TRL side.
     #[arg(long)]
     no_peer: bool,
+    /// Our policy step recomputes each block in the backward instead of keeping its
+    /// activations (`train.activation_checkpointing`).
+    #[arg(long)]
+    checkpointing: bool,
     /// Where the prompts and initial adapter are written (default: a temporary folder).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -64,6 +68,9 @@ pub struct OneArgs {
     /// Steps.
     #[arg(long, default_value_t = 4)]
     pub steps: usize,
+    /// Activation checkpointing in the policy step.
+    #[arg(long)]
+    pub checkpointing: bool,
 }
 
 const PROMPTS: usize = 4;
@@ -136,7 +143,7 @@ pub fn run_one(a: OneArgs) -> Result<()> {
         rollout_times.push(t0.elapsed().as_secs_f64());
         {
             let g = Graph::train(step as u64);
-            let out = policy_step(&objective.params, &model, &g, &rollout, PROMPTS as f64, false)?;
+            let out = policy_step(&objective.params, &model, &g, &rollout, PROMPTS as f64, a.checkpointing)?;
             g.backward(&out.loss, &mut grads)?;
         }
         opt.step(&mut model.params, &grads)?;
@@ -180,15 +187,19 @@ pub fn run(a: Args) -> Result<()> {
     let me = std::env::current_exe()?;
     let mut results: Vec<(String, Value)> = Vec::new();
     for mode in &a.modes {
-        eprintln!("tunesmith base {mode} ...");
+        let label = if a.checkpointing { format!("{mode}, checkpointed") } else { mode.clone() };
+        eprintln!("tunesmith base {label} ...");
         let mut cmd = Command::new(&me);
         cmd.arg("grpo-one").arg(mode).arg(&gguf).arg(&work);
         cmd.args(["--threads", &a.threads.to_string(), "--steps", &a.steps.to_string()]);
+        if a.checkpointing {
+            cmd.arg("--checkpointing");
+        }
         let out = cmd.output()?;
         if !out.status.success() {
             bail!("tunesmith with base {mode} failed:\n{}", String::from_utf8_lossy(&out.stderr));
         }
-        results.push((format!("tunesmith, base {mode}"), peer::last_json(&String::from_utf8_lossy(&out.stdout))?));
+        results.push((format!("tunesmith, base {label}"), peer::last_json(&String::from_utf8_lossy(&out.stdout))?));
     }
     let mut versions = String::new();
     if !a.no_peer {

@@ -359,10 +359,51 @@ pub(crate) fn completion_logps<'m>(
     let batch = crate::trainer::to_batch(hb, false, model.config.position_offset)?;
     let labels = Tensor::from_vec(hb.labels.iter().map(|&l| i64::from(l)).collect::<Vec<i64>>(), &[hb.rows, hb.len])?;
     let lp = model.token_logprobs(g, &batch, &labels, checkpoint)?;
-    let v = lp.value().to_vec_f64()?;
-    let values =
-        spans.iter().map(|&(row, start, len)| (0..len).map(|j| v[row * hb.len + start + j - 1]).collect()).collect();
+    let values = span_values(&lp.value().to_vec_f64()?, hb.len, spans);
     Ok((lp, values))
+}
+
+/// Per completion, the values of its tokens in per-position values `v` of rows `row_len` long:
+/// output position p scores token p + 1, so token j of a completion starting at `start` is read
+/// at `start + j − 1`.
+pub fn span_values(v: &[f64], row_len: usize, spans: &[(usize, usize, usize)]) -> Vec<Vec<f64>> {
+    spans.iter().map(|&(row, start, len)| (0..len).map(|j| v[row * row_len + start + j - 1]).collect()).collect()
+}
+
+/// A scalar whose value is `value · scale` and whose gradient with respect to each per-position
+/// var `[B·T]` of `terms` is `scale` times its per-token gradients (laid out per completion as
+/// [`span_values`] reads them): Σ w·x over the terms plus a constant. Host-computed losses
+/// (GRPO's, PPO's) reach the graph this way.
+pub fn surrogate_loss<'m>(
+    g: &Graph<'m>,
+    terms: &[(&Var, &[Vec<f64>])],
+    row_len: usize,
+    spans: &[(usize, usize, usize)],
+    scale: f64,
+    value: f64,
+) -> Result<Var> {
+    let mut total: Option<Var> = None;
+    let mut dot = 0.0;
+    for (x, grads) in terms {
+        let xv = x.value().to_vec_f64()?;
+        let mut w = vec![0f32; xv.len()];
+        for (k, &(row, start, _)) in spans.iter().enumerate() {
+            for (j, grad) in grads[k].iter().enumerate() {
+                let at = row * row_len + start + j - 1;
+                w[at] = (grad * scale) as f32;
+                dot += f64::from(w[at]) * xv[at];
+            }
+        }
+        let weights = g.input(Tensor::from_vec(w, &[xv.len()])?.to_dtype(x.value().dtype())?);
+        let term = g.sum(&g.mul(x, &weights)?)?;
+        total = Some(match total {
+            Some(t) => g.add(&t, &term)?,
+            None => term,
+        });
+    }
+    let total = total.ok_or_else(|| TrainError::Config("a surrogate loss needs at least one term".into()))?;
+    let (dtype, device) = (total.value().dtype(), total.value().device());
+    Ok(g.add(&total, &g.input(Tensor::full(&[], value * scale - dot, dtype, device)?))?)
 }
 
 impl Grpo {
@@ -459,22 +500,7 @@ pub fn policy_step<'m>(
         .collect();
     let out = grpo_loss(params, &completions);
     let scale = r.prompts as f64 / normalizer;
-    let n = r.batch.rows * r.batch.len;
-    let mut w = vec![0f32; n];
-    let mut dot = 0.0;
-    for (k, &(row, start, _)) in r.spans.iter().enumerate() {
-        for (j, (grad, value)) in out.grads[k].iter().zip(&values[k]).enumerate() {
-            // Output position p scores token p + 1.
-            let at = row * r.batch.len + start + j - 1;
-            w[at] = (grad * scale) as f32;
-            dot += f64::from(w[at]) * value;
-        }
-    }
-    let dtype = lp.value().dtype();
-    let weights = g.input(Tensor::from_vec(w, &[n])?.to_dtype(dtype)?);
-    let surrogate = g.sum(&g.mul(&lp, &weights)?)?;
-    let offset = out.value * scale - dot;
-    let loss = g.add(&surrogate, &g.input(Tensor::full(&[], offset, dtype, surrogate.value().device())?))?;
+    let loss = surrogate_loss(g, &[(&lp, &out.grads)], r.batch.len, &r.spans, scale, out.value)?;
     let mut stats = r.stats.clone();
     stats.kl = out.kl * stats.completions as f64;
     stats.clip_ratio = out.clip_ratio * stats.completions as f64;

@@ -21,7 +21,7 @@ use tunesmith_models::model::VALUE_HEAD_PREFIX;
 use tunesmith_models::{Model, Task};
 
 use crate::error::{Result, TrainError};
-use crate::grpo::{completion_batch, prompts, reference_logps, Prompt, RefPolicy};
+use crate::grpo::{completion_batch, prompts, reference_logps, span_values, surrogate_loss, Prompt, RefPolicy};
 use crate::objective::{Batch, Metrics, Objective, ObjectiveStep};
 use gae::{targets, Trajectory};
 use kl_control::KlController;
@@ -220,12 +220,9 @@ impl Ppo {
         let flat = g.reshape(&h, &[hb.rows * hb.len, d])?;
         let (w, b) = (g.param(&model.params, self.value_head.0), g.param(&model.params, self.value_head.1));
         let values = g.reshape(&g.linear(&flat, &w, Some(&b))?, &[hb.rows * hb.len])?;
-        let (lpv, vv) = (lp.value().to_vec_f64()?, values.value().to_vec_f64()?);
-        // Output position p scores token p + 1: the state before token j is position start + j − 1.
-        let per = |v: &[f64]| -> Vec<Vec<f64>> {
-            spans.iter().map(|&(row, start, len)| (0..len).map(|j| v[row * hb.len + start + j - 1]).collect()).collect()
-        };
-        let (lps, vs) = (per(&lpv), per(&vv));
+        // The value read with token j's log-prob is the state's before token j.
+        let lps = span_values(&lp.value().to_vec_f64()?, hb.len, spans);
+        let vs = span_values(&values.value().to_vec_f64()?, hb.len, spans);
         Ok((lp, values, lps, vs))
     }
 
@@ -252,22 +249,8 @@ impl Ppo {
             .collect();
         let out = ppo_loss(&self.params, &samples);
         let scale = r.prompts as f64 / normalizer;
-        let n = r.batch.rows * r.batch.len;
-        let (mut wl, mut wv) = (vec![0f32; n], vec![0f32; n]);
-        let mut dot = 0.0;
-        for (k, &(row, start, _)) in r.spans.iter().enumerate() {
-            for j in 0..logps[k].len() {
-                let at = row * r.batch.len + start + j - 1;
-                wl[at] = (out.logp_grads[k][j] * scale) as f32;
-                wv[at] = (out.value_grads[k][j] * scale) as f32;
-                dot += f64::from(wl[at]) * logps[k][j] + f64::from(wv[at]) * vs[k][j];
-            }
-        }
-        let dtype = lp.value().dtype();
-        let weights = |w: Vec<f32>| -> Result<Var> { Ok(g.input(Tensor::from_vec(w, &[n])?.to_dtype(dtype)?)) };
-        let surrogate = g.add(&g.sum(&g.mul(&lp, &weights(wl)?)?)?, &g.sum(&g.mul(&values, &weights(wv)?)?)?)?;
-        let offset = out.value * scale - dot;
-        let loss = g.add(&surrogate, &g.input(Tensor::full(&[], offset, dtype, surrogate.value().device())?))?;
+        let terms = [(&lp, out.logp_grads.as_slice()), (&values, out.value_grads.as_slice())];
+        let loss = surrogate_loss(g, &terms, r.batch.len, &r.spans, scale, out.value)?;
         let mut metrics = r.metrics.clone();
         let c = r.spans.len() as f64;
         metrics.mean("loss/policy_avg", out.policy, c);

@@ -12,6 +12,7 @@ pub mod objective;
 pub mod ppo;
 pub mod preference;
 pub mod prepare;
+pub mod privacy;
 pub mod schedule;
 pub mod tensorboard;
 pub mod trainer;

@@ -38,7 +38,7 @@ mod storage;
 mod tensor;
 pub mod threads;
 
-pub use autograd::{BackwardCtx, BackwardOp, Grads, Graph, Var};
+pub use autograd::{BackwardCtx, BackwardOp, ClipStats, ExampleRows, Grads, Graph, PerExampleGrads, Var};
 pub use device::Device;
 pub use dtype::{DType, Element, Real};
 pub use error::{EngineError, Result};

@@ -84,7 +84,10 @@ impl<'m> BackwardOp for CheckpointBackward<'m> {
         }
         let seeds: Vec<(&Var, Tensor)> = outs.iter().zip(out_grads).filter_map(|(v, g)| g.map(|g| (v, g))).collect();
         let mut local = Grads::new();
-        sub.backward_with(&seeds, &mut local)?;
+        match ctx.per_example.as_mut() {
+            Some((ex, out)) => sub.backward_impl(&seeds, &mut local, Some((*ex, &mut **out)))?,
+            None => sub.backward_with(&seeds, &mut local)?,
+        }
         for (id, g) in local.params() {
             ctx.grads.add_param(id, g.clone())?;
         }

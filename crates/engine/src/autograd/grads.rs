@@ -17,7 +17,7 @@ pub struct Grads {
     leaves: BTreeMap<usize, Tensor>,
 }
 
-fn accumulate<K: Ord>(map: &mut BTreeMap<K, Tensor>, key: K, g: Tensor) -> Result<()> {
+pub(super) fn accumulate<K: Ord>(map: &mut BTreeMap<K, Tensor>, key: K, g: Tensor) -> Result<()> {
     match map.get_mut(&key) {
         Some(existing) => {
             if existing.shape() != g.shape() {

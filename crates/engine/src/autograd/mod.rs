@@ -7,11 +7,13 @@
 
 mod checkpoint;
 mod grads;
+mod per_example;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
 pub use grads::Grads;
+pub use per_example::{ClipStats, ExampleRows, PerExampleGrads};
 
 use crate::backend;
 use crate::error::{EngineError, Result};
@@ -58,6 +60,35 @@ impl Var {
 pub struct BackwardCtx<'g> {
     /// Parameter gradients, for ops (checkpoint scopes) that produce them directly.
     pub grads: &'g mut Grads,
+    /// In a per-example pass: which rows belong to which example, and where per-example
+    /// parameter gradients go (for checkpoint scopes).
+    per_example: Option<(&'g ExampleRows, &'g mut PerExampleGrads)>,
+    /// Which of the current node's inputs are parameters.
+    param_inputs: Vec<bool>,
+}
+
+impl BackwardCtx<'_> {
+    /// In a per-example pass, when input `input` of the current op is a parameter: the runs of
+    /// rows each example owns in the op's `rows`-row matrix, and the number of examples. The op
+    /// must then return that input's gradient as `[examples, ...shape]`.
+    pub fn per_example_runs(
+        &self,
+        op: &'static str,
+        input: usize,
+        rows: usize,
+    ) -> Result<Option<(Vec<crate::backend::Run>, usize)>> {
+        match &self.per_example {
+            Some((ex, _)) if self.param_inputs.get(input).copied().unwrap_or(false) => {
+                Ok(Some((ex.runs_for(op, rows)?, ex.examples())))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// True in a per-example pass.
+    pub fn is_per_example(&self) -> bool {
+        self.per_example.is_some()
+    }
 }
 
 /// The hand-written backward of one recorded op.
@@ -80,9 +111,9 @@ struct Node<'m> {
     op: Box<dyn BackwardOp + 'm>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Leaf {
-    Param(ParamId),
+    Param(ParamId, Vec<usize>),
     Input,
 }
 
@@ -195,7 +226,7 @@ impl<'m> Graph<'m> {
         let var_id = self.new_id();
         let requires_grad = self.record && trainable;
         if requires_grad {
-            self.state.borrow_mut().leaves.push((var_id, Leaf::Param(id)));
+            self.state.borrow_mut().leaves.push((var_id, Leaf::Param(id, value.shape().to_vec())));
         }
         Var { id: var_id, value, requires_grad }
     }
@@ -246,6 +277,33 @@ impl<'m> Graph<'m> {
 
     /// Back-propagates from several outputs with given gradients.
     pub fn backward_with(&self, seeds: &[(&Var, Tensor)], grads: &mut Grads) -> Result<()> {
+        self.backward_impl(seeds, grads, None)
+    }
+
+    /// Back-propagates from a scalar `loss`, giving each parameter one gradient per example
+    /// (`[examples, ...shape]`, into `per_example`) from the rows `examples` assigns them.
+    /// Plain leaves still get summed gradients in `grads`. An op that cannot split its
+    /// parameter's gradient by example is an error naming it.
+    pub fn backward_per_example(
+        &self,
+        loss: &Var,
+        examples: &ExampleRows,
+        grads: &mut Grads,
+        per_example: &mut PerExampleGrads,
+    ) -> Result<()> {
+        if loss.value.numel() != 1 {
+            return Err(EngineError::Autograd(format!("backward needs a scalar loss, got shape {:?}", loss.shape())));
+        }
+        let seed = Tensor::full(loss.shape(), 1.0, loss.value.dtype(), loss.value.device())?;
+        self.backward_impl(&[(loss, seed)], grads, Some((examples, per_example)))
+    }
+
+    fn backward_impl(
+        &self,
+        seeds: &[(&Var, Tensor)],
+        grads: &mut Grads,
+        per_example: Option<(&ExampleRows, &mut PerExampleGrads)>,
+    ) -> Result<()> {
         let (nodes, leaves) = {
             let mut s = self.state.borrow_mut();
             (std::mem::take(&mut s.nodes), std::mem::take(&mut s.leaves))
@@ -264,7 +322,15 @@ impl<'m> Graph<'m> {
                 add_grad(&mut acc, var.id, g.clone())?;
             }
         }
-        let mut ctx = BackwardCtx { grads };
+        let param_shapes: HashMap<usize, &[usize]> = leaves
+            .iter()
+            .filter_map(|(id, leaf)| match leaf {
+                Leaf::Param(_, shape) => Some((*id, shape.as_slice())),
+                Leaf::Input => None,
+            })
+            .collect();
+        let examples = per_example.as_ref().map(|(ex, _)| ex.examples());
+        let mut ctx = BackwardCtx { grads, per_example, param_inputs: Vec::new() };
         for node in nodes.into_iter().rev() {
             let outs: Vec<Option<Tensor>> = node.outputs.iter().map(|id| acc.remove(id)).collect();
             if outs.iter().all(Option::is_none) {
@@ -272,6 +338,11 @@ impl<'m> Graph<'m> {
             }
             let needs: Vec<bool> = node.inputs.iter().map(Option::is_some).collect();
             let name = node.op.name();
+            let param_inputs: Vec<Option<&[usize]>> =
+                node.inputs.iter().map(|id| id.and_then(|id| param_shapes.get(&id).copied())).collect();
+            if examples.is_some() {
+                ctx.param_inputs = param_inputs.iter().map(Option::is_some).collect();
+            }
             let in_grads = {
                 let _t = crate::profile::timer("bwd", name);
                 node.op.backward(&mut ctx, &needs, outs)?
@@ -283,6 +354,17 @@ impl<'m> Graph<'m> {
                     node.inputs.len()
                 )));
             }
+            if let Some(e) = examples {
+                for (shape, g) in param_inputs.iter().zip(&in_grads) {
+                    if let (Some(shape), Some(g)) = (shape, g) {
+                        if g.shape().first() != Some(&e) || &g.shape()[1..] != *shape {
+                            return Err(EngineError::Autograd(format!(
+                                "{name} cannot give per-example gradients (as DP-SGD needs) for its parameter of shape {shape:?}; freeze that parameter or train it with a method whose ops support them"
+                            )));
+                        }
+                    }
+                }
+            }
             for (input, g) in node.inputs.iter().zip(in_grads) {
                 if let (Some(id), Some(g)) = (input, g) {
                     add_grad(&mut acc, *id, g)?;
@@ -291,9 +373,10 @@ impl<'m> Graph<'m> {
         }
         for (id, leaf) in leaves {
             if let Some(g) = acc.remove(&id) {
-                match leaf {
-                    Leaf::Param(p) => ctx.grads.add_param(p, g)?,
-                    Leaf::Input => ctx.grads.add_leaf(id, g)?,
+                match (leaf, &mut ctx.per_example) {
+                    (Leaf::Param(p, _), Some((_, out))) => out.add(p, g)?,
+                    (Leaf::Param(p, _), None) => ctx.grads.add_param(p, g)?,
+                    (Leaf::Input, _) => ctx.grads.add_leaf(id, g)?,
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! [`crate::cpu`].
 
 use super::{AttentionMasks, Backend, BmmDims, CrossEntropyOut, GradsOut, Needs};
-use crate::cpu::{self, elementwise::BinaryOp};
+use crate::cpu::{self, elementwise::BinaryOp, segment::Run};
 use crate::dtype::{DType, Real};
 use crate::error::{EngineError, Result};
 use crate::ops::{Activation, AttentionSpec, CrossEntropySpec, LoraSpec};
@@ -589,6 +589,35 @@ impl Backend for CpuBackend {
         let m = as_mask(mask)?;
         float_dispatch!("mean_pool_backward", dy.dtype(), T => {
             t(cpu::pool::mean_pool_backward::<T>(dy.as_slice()?, &m, counts.as_slice()?, b, tl, d), &[b, tl, d])
+        })
+    }
+
+    fn segment_outer(&self, a: &Tensor, b: &Tensor, runs: &[Run], examples: usize, alpha: f64) -> Result<Tensor> {
+        let ((_, p), (_, q)) = (rows_cols(a), rows_cols(b));
+        float_dispatch!("segment_outer", a.dtype(), T => {
+            let out = cpu::segment::outer::<T>(a.as_slice()?, b.as_slice()?, p, q, runs, examples, T::from_f64(alpha));
+            t(out, &[examples, p, q])
+        })
+    }
+
+    fn segment_sum(&self, a: &Tensor, runs: &[Run], examples: usize) -> Result<Tensor> {
+        let (_, p) = rows_cols(a);
+        float_dispatch!("segment_sum", a.dtype(), T => t(cpu::segment::sum::<T>(a.as_slice()?, p, runs, examples), &[examples, p]))
+    }
+
+    fn segment_embedding_bwd(
+        &self,
+        dy: &Tensor,
+        ids: &Tensor,
+        vocab: usize,
+        runs: &[Run],
+        examples: usize,
+    ) -> Result<Tensor> {
+        let (_, d) = rows_cols(dy);
+        let ids = as_i64(ids)?;
+        float_dispatch!("segment_embedding_backward", dy.dtype(), T => {
+            let out = cpu::segment::scatter_rows::<T>(dy.as_slice()?, &ids, d, vocab, runs, examples)?;
+            t(out, &[examples, vocab, d])
         })
     }
 

@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 pub use cpu::CpuBackend;
 
 use crate::cpu::elementwise::BinaryOp;
+pub use crate::cpu::segment::Run;
 use crate::error::{EngineError, Result};
 use crate::ops::{Activation, AttentionSpec, CrossEntropySpec, LoraSpec};
 use crate::{DType, Device, Tensor};
@@ -232,6 +233,21 @@ pub trait Backend: Send + Sync {
     fn mean_pool_fwd(&self, x: &Tensor, mask: &Tensor) -> Result<(Tensor, Tensor)>;
     /// Backward of mean pooling.
     fn mean_pool_bwd(&self, dy: &Tensor, mask: &Tensor, counts: &Tensor, t: usize) -> Result<Tensor>;
+    /// Per-example `alpha·Σ a[run]ᵀ·b[run]` over each example's runs of rows: `[examples, p, q]`
+    /// from `a [n, p]` and `b [n, q]`.
+    fn segment_outer(&self, a: &Tensor, b: &Tensor, runs: &[Run], examples: usize, alpha: f64) -> Result<Tensor>;
+    /// Per-example sums of `a [n, p]`'s rows over each example's runs: `[examples, p]`.
+    fn segment_sum(&self, a: &Tensor, runs: &[Run], examples: usize) -> Result<Tensor>;
+    /// Per-example embedding gradients: row `i` of `dy [n, d]` added to row `ids[i]` of its
+    /// example's `[vocab, d]` table: `[examples, vocab, d]`.
+    fn segment_embedding_bwd(
+        &self,
+        dy: &Tensor,
+        ids: &Tensor,
+        vocab: usize,
+        runs: &[Run],
+        examples: usize,
+    ) -> Result<Tensor>;
     /// One AdamW step on one parameter (state tensors updated in place).
     #[allow(clippy::too_many_arguments)]
     fn adamw_step(

@@ -21,6 +21,7 @@ pub mod quant_linear;
 pub mod reduce;
 pub mod rms_norm;
 pub mod rope;
+pub mod segment;
 pub mod shape;
 pub mod softmax;
 #[cfg(test)]

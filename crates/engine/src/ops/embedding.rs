@@ -33,12 +33,17 @@ impl BackwardOp for EmbeddingBackward {
 
     fn backward(
         self: Box<Self>,
-        _: &mut BackwardCtx<'_>,
+        ctx: &mut BackwardCtx<'_>,
         _needs: &[bool],
         grads: Vec<Option<Tensor>>,
     ) -> Result<Vec<Option<Tensor>>> {
         let dy = single("embedding", grads)?;
         let be = crate::backend::common("embedding_backward", &[&dy])?;
+        let d = dy.shape().last().copied().unwrap_or(1);
+        if let Some((runs, e)) = ctx.per_example_runs("embedding", 0, dy.numel() / d.max(1))? {
+            let dy2 = dy.reshape(&[dy.numel() / d.max(1), d])?;
+            return Ok(vec![Some(be.segment_embedding_bwd(&dy2, &self.ids, self.vocab, &runs, e)?)]);
+        }
         Ok(vec![Some(be.embedding_bwd(&dy, &self.ids, self.vocab)?)])
     }
 }

@@ -2,6 +2,7 @@
 
 use super::{float_backend, single};
 use crate::autograd::{BackwardCtx, BackwardOp};
+use crate::cpu::elementwise::BinaryOp;
 use crate::error::{EngineError, Result};
 use crate::{Graph, Tensor, Var};
 
@@ -10,6 +11,7 @@ struct LayerNormBackward {
     gamma: Option<Tensor>,
     mean: Tensor,
     rstd: Tensor,
+    eps: f64,
 }
 
 impl<'m> Graph<'m> {
@@ -29,7 +31,13 @@ impl<'m> Graph<'m> {
         }
         let (y, mean, rstd) = be.layer_norm_fwd(x.value(), gamma.map(Var::value), beta.map(Var::value), eps)?;
         Ok(self.record(y, &[Some(x), gamma, beta], || {
-            Box::new(LayerNormBackward { x: x.value().clone(), gamma: gamma.map(|g| g.value().clone()), mean, rstd })
+            Box::new(LayerNormBackward {
+                x: x.value().clone(),
+                gamma: gamma.map(|g| g.value().clone()),
+                mean,
+                rstd,
+                eps,
+            })
         }))
     }
 }
@@ -41,20 +49,35 @@ impl BackwardOp for LayerNormBackward {
 
     fn backward(
         self: Box<Self>,
-        _: &mut BackwardCtx<'_>,
+        ctx: &mut BackwardCtx<'_>,
         needs: &[bool],
         grads: Vec<Option<Tensor>>,
     ) -> Result<Vec<Option<Tensor>>> {
-        let dy = single("layer_norm", grads)?;
+        const OP: &str = "layer_norm";
+        let dy = single(OP, grads)?;
         let be = crate::backend::common("layer_norm_backward", &[&dy, &self.x])?;
-        let [dx, dg, db] = be.layer_norm_bwd(
+        let d = self.x.shape().last().copied().unwrap_or(1);
+        let n = self.x.numel() / d.max(1);
+        let g_split = if needs[1] { ctx.per_example_runs(OP, 1, n)? } else { None };
+        let b_split = if needs[2] { ctx.per_example_runs(OP, 2, n)? } else { None };
+        let [dx, mut dg, mut db] = be.layer_norm_bwd(
             &dy,
             &self.x,
             self.gamma.as_ref(),
             &self.mean,
             &self.rstd,
-            [needs[0], needs[1], needs[2]],
+            [needs[0], needs[1] && g_split.is_none(), needs[2] && b_split.is_none()],
         )?;
+        let dy2 = dy.reshape(&[n, d])?;
+        if let Some((runs, e)) = g_split {
+            // dγ_e = Σ_rows dy ⊙ x̂, x̂ the normalized input.
+            let (xhat, _, _) = be.layer_norm_fwd(&self.x, None, None, self.eps)?;
+            let prod = be.binary(BinaryOp::Mul, &dy2, &xhat.reshape(&[n, d])?)?;
+            dg = Some(be.segment_sum(&prod, &runs, e)?);
+        }
+        if let Some((runs, e)) = b_split {
+            db = Some(be.segment_sum(&dy2, &runs, e)?);
+        }
         Ok(vec![dx, dg, db])
     }
 }

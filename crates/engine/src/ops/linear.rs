@@ -53,18 +53,34 @@ impl BackwardOp for LinearBackward {
 
     fn backward(
         self: Box<Self>,
-        _: &mut BackwardCtx<'_>,
+        ctx: &mut BackwardCtx<'_>,
         needs: &[bool],
         grads: Vec<Option<Tensor>>,
     ) -> Result<Vec<Option<Tensor>>> {
-        let dy = single("linear", grads)?;
+        const OP: &str = "linear";
+        let dy = single(OP, grads)?;
         let out = self.w_shape[0];
         let inp = self.w_shape[1];
         let n = dy.numel() / out.max(1);
         let dy2 = dy.reshape(&[n, out])?;
         let be = crate::backend::common("linear_backward", &[&dy2])?;
-        let [dx, dw, db] =
-            be.linear_bwd(&dy2, self.x.as_ref(), self.w.as_ref(), inp, [needs[0], needs[1], needs[2]])?;
+        let w_split = if needs[1] { ctx.per_example_runs(OP, 1, n)? } else { None };
+        let b_split = if needs.get(2) == Some(&true) { ctx.per_example_runs(OP, 2, n)? } else { None };
+        let [dx, dw, db] = be.linear_bwd(
+            &dy2,
+            self.x.as_ref(),
+            self.w.as_ref(),
+            inp,
+            [needs[0], needs[1] && w_split.is_none(), needs[2] && b_split.is_none()],
+        )?;
+        let dw = match (w_split, &self.x) {
+            (Some((runs, e)), Some(x)) => Some(be.segment_outer(&dy2, x, &runs, e, 1.0)?),
+            _ => dw,
+        };
+        let db = match b_split {
+            Some((runs, e)) => Some(be.segment_sum(&dy2, &runs, e)?),
+            None => db,
+        };
         let dx = dx.map(|g| g.reshape(&self.x_shape)).transpose()?;
         Ok(vec![dx, dw, db])
     }

@@ -74,25 +74,51 @@ impl BackwardOp for LoraBackward {
 
     fn backward(
         self: Box<Self>,
-        _: &mut BackwardCtx<'_>,
+        ctx: &mut BackwardCtx<'_>,
         needs: &[bool],
         grads: Vec<Option<Tensor>>,
     ) -> Result<Vec<Option<Tensor>>> {
-        let dy = single("lora_linear", grads)?;
+        const OP: &str = "lora_linear";
+        let dy = single(OP, grads)?;
         let out = self.w.shape()[0];
-        let dy2 = dy.reshape(&[dy.numel() / out.max(1), out])?;
+        let n = dy.numel() / out.max(1);
+        let dy2 = dy.reshape(&[n, out])?;
         let be = crate::backend::common("lora_linear_backward", &[&dy2])?;
-        let [dx, dw, db, da, dbm] = be.lora_bwd(
-            &dy2,
-            &self.x,
-            &self.w,
-            &self.a,
-            &self.bm,
-            &self.xa,
-            self.spec,
-            self.seed,
-            [needs[0], needs[1], needs[2], needs[3], needs[4]],
-        )?;
+        let mut split = [None, None, None, None, None];
+        for (i, s) in split.iter_mut().enumerate().skip(1) {
+            if needs[i] {
+                *s = ctx.per_example_runs(OP, i, n)?;
+            }
+        }
+        let mut needs = [needs[0], needs[1], needs[2], needs[3], needs[4]];
+        for (need, s) in needs.iter_mut().zip(&split) {
+            *need &= s.is_none();
+        }
+        let [dx, mut dw, mut db, mut da, mut dbm] =
+            be.lora_bwd(&dy2, &self.x, &self.w, &self.a, &self.bm, &self.xa, self.spec, self.seed, needs)?;
+        if split.iter().any(Option::is_some) {
+            let x = if self.spec.dropout > 0.0 {
+                be.dropout(&self.x, self.spec.dropout, self.seed)?
+            } else {
+                self.x.clone()
+            };
+            let scale = self.spec.scale;
+            if let Some((runs, e)) = &split[1] {
+                dw = Some(be.segment_outer(&dy2, &self.x, runs, *e, 1.0)?);
+            }
+            if let Some((runs, e)) = &split[2] {
+                db = Some(be.segment_sum(&dy2, runs, *e)?);
+            }
+            if let Some((runs, e)) = &split[3] {
+                // dA_e = scale·(dY_e·B)ᵀ·drop(x)_e.
+                let dy_b = be.linear_fwd(&dy2, &be.permute(&self.bm, &[1, 0])?, None)?;
+                da = Some(be.segment_outer(&dy_b, &x, runs, *e, scale)?);
+            }
+            if let Some((runs, e)) = &split[4] {
+                // dB_e = scale·dY_eᵀ·(drop(x)·Aᵀ)_e.
+                dbm = Some(be.segment_outer(&dy2, &self.xa, runs, *e, scale)?);
+            }
+        }
         let dx = dx.map(|g| g.reshape(&self.x_shape)).transpose()?;
         Ok(vec![dx, dw, db, da, dbm])
     }

@@ -162,3 +162,42 @@ fn an_op_without_per_example_support_is_named() {
     let err = g.backward_per_example(&l, &rows, &mut Grads::new(), &mut PerExampleGrads::new()).unwrap_err();
     assert!(err.to_string().contains("matmul cannot give per-example gradients"), "{err}");
 }
+
+#[test]
+fn a_fused_cross_entropy_head_splits_its_gradient_by_example() {
+    use tunesmith_engine::ops::CrossEntropySpec;
+    let mut store = ParamStore::new();
+    let w = store.insert("head.w", randn(&[4, D], 1), true).unwrap();
+    let b = store.insert("head.b", randn(&[4], 2), true).unwrap();
+    // h = rows of a frozen matrix (matmul's parameter operand has no per-example split).
+    let lora_a = store.insert("x", randn(&[5, D], 3), false).unwrap();
+    let spec = CrossEntropySpec { ignore_index: -100, label_smoothing: 0.1, normalizer: Some(3.0) };
+    let labels = [2i64, -100, 0, 3, 1];
+    let weights = [1.0f64, 1.0, 0.5, 2.0, 1.0];
+    let loss_of = |g: &Graph<'_>, rows: &[usize]| {
+        let x = g.param(&store, lora_a);
+        let idx: Vec<f64> = rows.iter().flat_map(|&r| (0..5).map(move |j| if j == r { 1.0 } else { 0.0 })).collect();
+        let h = g.matmul(&g.input(Tensor::from_vec(idx, &[rows.len(), 5]).unwrap()), &x, false, false).unwrap();
+        let l = Tensor::from_vec(rows.iter().map(|&r| labels[r]).collect::<Vec<_>>(), &[rows.len()]).unwrap();
+        let wt = Tensor::from_vec(rows.iter().map(|&r| weights[r]).collect::<Vec<_>>(), &[rows.len()]).unwrap();
+        g.linear_cross_entropy(&h, &g.param(&store, w), Some(&g.param(&store, b)), &l, Some(&wt), spec).unwrap().loss
+    };
+    let g = Graph::train(0);
+    let l = loss_of(&g, &[0, 1, 2, 3, 4]);
+    let rows = ExampleRows::from_token_examples(&[Some(0), Some(0), Some(1), Some(2), Some(2)], 3).unwrap();
+    let (mut grads, mut per) = (Grads::new(), PerExampleGrads::new());
+    g.backward_per_example(&l, &rows, &mut grads, &mut per).unwrap();
+    for (e, mine) in [(0usize, vec![0usize, 1]), (1, vec![2]), (2, vec![3, 4])] {
+        let g1 = Graph::train(0);
+        let l1 = loss_of(&g1, &mine);
+        let mut g1s = Grads::new();
+        g1.backward(&l1, &mut g1s).unwrap();
+        for id in [w, b] {
+            let want = g1s.get(id).unwrap().to_vec_f64().unwrap();
+            let all = per.get(id).unwrap().to_vec_f64().unwrap();
+            for (a, b) in all[e * want.len()..(e + 1) * want.len()].iter().zip(&want) {
+                assert!((a - b).abs() < 1e-9, "example {e}: {a} vs {b}");
+            }
+        }
+    }
+}

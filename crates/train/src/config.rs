@@ -30,6 +30,9 @@ pub struct RunConfig {
     /// Where results go.
     #[serde(default)]
     pub output: OutputSection,
+    /// DP-SGD (absent: no differential privacy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<crate::privacy::PrivacySection>,
 }
 
 /// `[model]`.
@@ -729,7 +732,8 @@ impl Default for OutputSection {
 
 /// Every valid dotted key, for suggestions.
 pub fn valid_keys() -> Vec<String> {
-    let sections: [(&str, &[&str]); 7] = [
+    let sections: [(&str, &[&str]); 8] = [
+        ("privacy", crate::privacy::config::KEYS),
         ("model", &["path", "dtype", "quantize"]),
         (
             "task",
@@ -919,6 +923,11 @@ impl RunConfig {
     /// Checks values that the types cannot.
     pub fn validate(&self, source: &str) -> Result<()> {
         let bad = |key: &str, why: String| Err(TrainError::Config(format!("{source}: `{key}` {why}")));
+        if self.privacy.is_some() {
+            if let Err(why) = crate::privacy::config::check_run(self) {
+                return bad("privacy", why);
+            }
+        }
         if tunesmith_models::quantize::BaseQuant::parse(&self.model.quantize).is_none() {
             return bad(
                 "model.quantize",

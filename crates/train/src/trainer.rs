@@ -12,7 +12,7 @@ use tunesmith_data::batch::{HostBatch, Loader, LoaderOptions, Position};
 use tunesmith_data::encode::Target;
 use tunesmith_engine::optim::{clip_grad_norm, AdamW, Optimizer, Sgd};
 use tunesmith_engine::precision::{self, Precision};
-use tunesmith_engine::{Grads, Graph, Tensor};
+use tunesmith_engine::{Grads, Graph, PerExampleGrads, Tensor};
 use tunesmith_eval::classification::{accuracy, argmax, matthews_corrcoef, precision_recall_f1};
 use tunesmith_eval::lm::LmAccumulator;
 use tunesmith_models::lora::{self, LoraConfig};
@@ -25,6 +25,7 @@ use crate::load;
 use crate::methods;
 use crate::objective::{Metrics, Objective};
 use crate::prepare::{prepare, Prepared};
+use crate::privacy::dp_sgd::{ClipTotals, DpSgd};
 use crate::schedule::Schedule;
 
 mod task_eval;
@@ -224,6 +225,8 @@ pub struct Trainer {
     /// How many other sequences training examples have at most (an embedding pair's positive
     /// and hard negative), found once.
     other_parts: usize,
+    /// DP-SGD, when `[privacy]` is set.
+    dp: Option<DpSgd>,
 }
 
 impl Trainer {
@@ -289,6 +292,16 @@ impl Trainer {
         let per_epoch = loader.batches_per_epoch().div_ceil(cfg.train.grad_accum) as u64;
         let total_steps =
             if cfg.train.max_steps > 0 { cfg.train.max_steps as u64 } else { per_epoch * cfg.train.epochs as u64 };
+        // DP-SGD samples each step's examples with probability batch·accum / n; a target ε may
+        // end the run before the planned steps.
+        let dp = match &cfg.privacy {
+            Some(p) => {
+                let plan = p.plan(loader.num_rows(), cfg.train.batch_size * cfg.train.grad_accum, total_steps)?;
+                Some(DpSgd::new(plan, cfg.train.seed))
+            }
+            None => None,
+        };
+        let total_steps = dp.as_ref().map_or(total_steps, |d| d.plan.steps);
         let warmup = if cfg.train.warmup_steps > 0 {
             cfg.train.warmup_steps
         } else {
@@ -325,6 +338,7 @@ impl Trainer {
             resumed: false,
             objective,
             other_parts,
+            dp,
         };
         if t.cfg.method.kind == MethodKind::GradualUnfreeze {
             methods::unfreeze_stage(&mut t.model, 0);
@@ -449,6 +463,15 @@ impl Trainer {
             "labels": self.data.labels,
             "total_steps": self.total_steps,
         });
+        let mut manifest = manifest;
+        if let Some(dp) = &self.dp {
+            let p = &dp.plan;
+            let spent = dp.epsilon(self.state.step).map_err(|e| TrainError::Config(format!("privacy: {e}")))?;
+            manifest["privacy"] = json!({"epsilon": spent, "delta": p.delta, "sample_rate": p.sample_rate,
+                "steps": self.state.step, "planned_steps": p.steps, "noise_multiplier": p.noise_multiplier,
+                "max_grad_norm": p.max_grad_norm, "expected_batch_size": p.expected_batch,
+                "accountant": p.accountant, "target_epsilon": self.cfg.privacy.as_ref().and_then(|s| s.target_epsilon)});
+        }
         tunesmith_models::io::write_json_atomic(&self.dir.join("manifest.json"), &manifest)?;
         Ok(())
     }
@@ -621,14 +644,30 @@ impl Trainer {
             }
             let plan: Vec<(Position, HostBatch)> = self.loader.epoch_from(self.state.position).collect();
             'groups: for group in plan.chunks(accum) {
-                let units: usize = group.iter().map(|(_, hb)| loss_units(hb, kind)).sum();
+                // Under DP-SGD the step's examples are a Poisson sample instead of the plan's
+                // batches (the plan still paces epochs, evaluation and checkpoints).
+                let sampled: Vec<HostBatch> = match &self.dp {
+                    Some(dp) => dp
+                        .sample(self.state.step, self.loader.num_rows())
+                        .chunks(self.cfg.train.batch_size.max(1))
+                        .map(|rows| self.loader.collate(rows))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                let batches: Vec<&HostBatch> = match &self.dp {
+                    Some(_) => sampled.iter().collect(),
+                    None => group.iter().map(|(_, hb)| hb).collect(),
+                };
+                let group_examples: usize = batches.iter().map(|hb| hb.examples.len()).sum();
+                let mut clip = ClipTotals::default();
+                let units: usize = batches.iter().map(|hb| loss_units(hb, kind)).sum();
                 let mut loss_total = 0.0;
                 let mut group_tokens = 0u64;
                 let mut metrics = Metrics::default();
                 // An objective prepares its batches (samples, reference passes) before the
                 // step's graphs borrow the model.
-                let mut prepared = Vec::with_capacity(group.len());
-                for (i, (_, hb)) in group.iter().enumerate() {
+                let mut prepared = Vec::with_capacity(batches.len());
+                for (i, hb) in batches.iter().enumerate() {
                     prepared.push(match &self.objective {
                         Some(o) => {
                             let seed =
@@ -646,7 +685,7 @@ impl Trainer {
                 let mut grad_norm = 0.0;
                 for pass in 0..passes as u64 {
                     let mut pass_loss = 0.0;
-                    for (i, (_, hb)) in group.iter().enumerate() {
+                    for (i, &hb) in batches.iter().enumerate() {
                         let g = Graph::train(
                             self.cfg
                                 .train
@@ -673,7 +712,23 @@ impl Trainer {
                             (out.loss, hb.tokens())
                         };
                         pass_loss += loss.value().scalar_value()?;
-                        g.backward(&loss, &mut grads)?;
+                        match &self.dp {
+                            Some(dp) => {
+                                // Each example's gradient (of its loss, as Opacus scales a mean
+                                // loss by the batch size), clipped, then summed.
+                                let rows = crate::privacy::dp_sgd::example_rows(hb)?;
+                                let mut per = PerExampleGrads::new();
+                                g.backward_per_example(&loss, &rows, &mut Grads::new(), &mut per)?;
+                                let s = per.clip_into(
+                                    rows.examples(),
+                                    dp.plan.max_grad_norm,
+                                    group_examples as f64,
+                                    &mut grads,
+                                )?;
+                                clip.add(s);
+                            }
+                            None => g.backward(&loss, &mut grads)?,
+                        }
                         group_tokens += tokens as u64;
                     }
                     if !pass_loss.is_finite() {
@@ -698,7 +753,12 @@ impl Trainer {
                         return Err(TrainError::NonFinite { step: self.state.step + 1, value: pass_loss, kept });
                     }
                     consecutive_skips = 0;
-                    grad_norm = if self.cfg.train.max_grad_norm > 0.0 {
+                    if let Some(dp) = &self.dp {
+                        dp.add_noise(self.state.step, &self.model.params, &mut grads)?;
+                    }
+                    grad_norm = if self.dp.is_some() {
+                        grads.global_norm()?
+                    } else if self.cfg.train.max_grad_norm > 0.0 {
                         clip_grad_norm(&mut grads, self.cfg.train.max_grad_norm)?
                     } else {
                         clip_grad_norm(&mut grads, f64::INFINITY)?
@@ -721,6 +781,11 @@ impl Trainer {
                         "loss": loss_total, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps});
                     if self.objective.is_some() {
                         record["metrics"] = Value::Object(metrics.values());
+                    }
+                    if let Some(dp) = &self.dp {
+                        record["privacy"] = json!({"epsilon": dp.epsilon(self.state.step).ok(),
+                            "examples": group_examples, "clipped_fraction": clip.clipped_fraction(),
+                            "mean_example_grad_norm": clip.mean_norm()});
                     }
                     log.write(&record);
                     let _ = tb.scalars(
@@ -816,6 +881,15 @@ impl Trainer {
             }
         }
         progress.finish();
+        if let Some(dp) = &self.dp {
+            self.write_manifest()?;
+            if let Ok(eps) = dp.epsilon(self.state.step) {
+                progress.message(&format!(
+                    "privacy: ε = {eps:.3} at δ = {:e} after {} steps (σ = {:.4}, q = {:.5})",
+                    dp.plan.delta, self.state.step, dp.plan.noise_multiplier, dp.plan.sample_rate
+                ));
+            }
+        }
         let outputs = self.write_outputs()?;
         let report = tunesmith_eval::report::render_run(&self.dir)?.html;
         Ok(RunSummary {

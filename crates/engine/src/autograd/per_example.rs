@@ -70,6 +70,31 @@ pub struct PerExampleGrads {
     params: BTreeMap<ParamId, Tensor>,
 }
 
+/// Calls `f(e, values)` with each example's slice of a `[examples, ...]` gradient, widened to
+/// f64 one example at a time (a per-example tensor can be large: examples × parameters).
+fn for_examples(g: &Tensor, examples: usize, mut f: impl FnMut(usize, &[f64])) -> Result<()> {
+    let per = g.numel() / examples.max(1);
+    let mut row = vec![0.0f64; per];
+    match g.dtype() {
+        crate::DType::F32 => {
+            let v = g.as_slice::<f32>()?;
+            for e in 0..examples {
+                for (r, &x) in row.iter_mut().zip(&v[e * per..(e + 1) * per]) {
+                    *r = f64::from(x);
+                }
+                f(e, &row);
+            }
+        }
+        _ => {
+            let v = g.to_vec_f64()?;
+            for e in 0..examples {
+                f(e, &v[e * per..(e + 1) * per]);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What clipping did to one batch.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ClipStats {
@@ -100,30 +125,25 @@ impl PerExampleGrads {
     pub fn norms(&self, examples: usize) -> Result<Vec<f64>> {
         let mut sq = vec![0.0f64; examples];
         for g in self.params.values() {
-            let v = g.to_vec_f64()?;
-            let per = v.len() / examples.max(1);
-            for (e, s) in sq.iter_mut().enumerate() {
-                *s += v[e * per..(e + 1) * per].iter().map(|x| x * x).sum::<f64>();
-            }
+            for_examples(g, examples, |e, row| sq[e] += row.iter().map(|x| x * x).sum::<f64>())?;
         }
         Ok(sq.into_iter().map(f64::sqrt).collect())
     }
 
-    /// Adds `scale · Σ_e min(1, max_norm / (‖g_e‖ + 1e-6)) · g_e` to `grads` (Opacus' clip
-    /// factor), and says how many examples were clipped.
+    /// Scales each example's gradient by `scale`, clips it to `max_norm` with Opacus' clip
+    /// factor `min(1, max_norm / (‖scale·g_e‖ + 1e-6))`, adds the sum to `grads`, and says how
+    /// many examples were clipped (norms reported are of the scaled gradients).
     pub fn clip_into(&self, examples: usize, max_norm: f64, scale: f64, grads: &mut Grads) -> Result<ClipStats> {
-        let norms = self.norms(examples)?;
+        let norms: Vec<f64> = self.norms(examples)?.into_iter().map(|n| n * scale).collect();
         let factors: Vec<f64> = norms.iter().map(|n| (max_norm / (n + 1e-6)).min(1.0) * scale).collect();
         for (&id, g) in &self.params {
             let shape = g.shape()[1..].to_vec();
-            let v = g.to_vec_f64()?;
-            let per = v.len() / examples.max(1);
-            let mut sum = vec![0.0f64; per];
-            for (e, f) in factors.iter().enumerate() {
-                for (s, x) in sum.iter_mut().zip(&v[e * per..(e + 1) * per]) {
-                    *s += f * x;
+            let mut sum = vec![0.0f64; shape.iter().product()];
+            for_examples(g, examples, |e, row| {
+                for (s, x) in sum.iter_mut().zip(row) {
+                    *s += factors[e] * x;
                 }
-            }
+            })?;
             let t = Tensor::from_vec(sum, &shape)?.to_dtype(g.dtype())?;
             grads.add_param(id, t)?;
         }

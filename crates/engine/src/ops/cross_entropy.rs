@@ -23,6 +23,47 @@ pub struct LossOutput {
 
 struct LinearCeBackward {
     grads: [Option<Tensor>; 3],
+    /// What a per-example pass needs to recompute the logits' gradient (kept only when the
+    /// head's W or b is trained): h `[n, d]`, W, b, labels, token weights, the spec and the
+    /// normalizer the forward divided by.
+    head: Option<HeadInputs>,
+}
+
+struct HeadInputs {
+    h: Tensor,
+    w: Tensor,
+    b: Option<Tensor>,
+    labels: Tensor,
+    weights: Option<Tensor>,
+    spec: CrossEntropySpec,
+    normalizer: f64,
+}
+
+impl HeadInputs {
+    /// ∂loss/∂logits `[n, vocab]`: (softmax − ((1−ε)·one-hot + ε/V))·weight / normalizer, zero on
+    /// ignored rows.
+    fn dlogits(&self) -> Result<Tensor> {
+        let be = crate::backend::common("cross_entropy_backward", &[&self.h, &self.w])?;
+        let logits = be.linear_fwd(&self.h, &self.w, self.b.as_ref())?;
+        let mut p = be.softmax_fwd(&logits, false)?.to_vec_f64()?;
+        let v = self.w.shape()[0];
+        let labels = self.labels.to_vec_f64()?;
+        let weights = self.weights.as_ref().map(Tensor::to_vec_f64).transpose()?;
+        let eps = self.spec.label_smoothing;
+        for (i, row) in p.chunks_mut(v).enumerate() {
+            let y = labels[i] as i64;
+            if y == self.spec.ignore_index || y < 0 || y as usize >= v {
+                row.fill(0.0);
+                continue;
+            }
+            let scale = weights.as_ref().map_or(1.0, |w| w[i]) / self.normalizer;
+            for (j, x) in row.iter_mut().enumerate() {
+                let target = eps / v as f64 + if j == y as usize { 1.0 - eps } else { 0.0 };
+                *x = (*x - target) * scale;
+            }
+        }
+        Tensor::from_vec(p, &[labels.len(), v])?.to_dtype(self.h.dtype())
+    }
 }
 
 struct LogprobBackward {
@@ -91,7 +132,17 @@ impl<'m> Graph<'m> {
         let loss_t = Tensor::full(&[], out.loss, h.value().dtype(), h.value().device())?;
         let [dh, dw, db] = out.grads;
         let dh = dh.map(|g| g.reshape(h.shape())).transpose()?;
-        let loss = self.record(loss_t, &[Some(h), Some(w), b], || Box::new(LinearCeBackward { grads: [dh, dw, db] }));
+        let head = (needs[1] || needs[2]).then(|| HeadInputs {
+            h: h2.clone(),
+            w: w.value().clone(),
+            b: b.map(|b| b.value().clone()),
+            labels: labels.clone(),
+            weights: weights.cloned(),
+            spec,
+            normalizer: out.normalizer,
+        });
+        let loss =
+            self.record(loss_t, &[Some(h), Some(w), b], || Box::new(LinearCeBackward { grads: [dh, dw, db], head }));
         Ok(LossOutput { loss, token_logprobs: out.token_logprobs, counted: out.counted, normalizer: out.normalizer })
     }
 
@@ -129,13 +180,32 @@ impl BackwardOp for LinearCeBackward {
 
     fn backward(
         self: Box<Self>,
-        _: &mut BackwardCtx<'_>,
+        ctx: &mut BackwardCtx<'_>,
         needs: &[bool],
         grads: Vec<Option<Tensor>>,
     ) -> Result<Vec<Option<Tensor>>> {
-        let up = single("cross_entropy", grads)?.scalar_value()?;
+        const OP: &str = "cross_entropy";
+        let up = single(OP, grads)?.scalar_value()?;
         let mut out = Vec::with_capacity(3);
-        for (g, need) in self.grads.into_iter().zip(needs) {
+        let mut grads = self.grads;
+        if let Some(head) = &self.head {
+            let n = head.h.shape()[0];
+            let w_split = if needs[1] { ctx.per_example_runs(OP, 1, n)? } else { None };
+            let b_split = if needs.get(2) == Some(&true) { ctx.per_example_runs(OP, 2, n)? } else { None };
+            if w_split.is_some() || b_split.is_some() {
+                // The forward summed the head's gradient over rows; a per-example pass
+                // recomputes the logits' gradient and splits it by example.
+                let dl = head.dlogits()?;
+                let be = crate::backend::common("cross_entropy_backward", &[&dl])?;
+                if let Some((runs, e)) = w_split {
+                    grads[1] = Some(be.segment_outer(&dl, &head.h, &runs, e, 1.0)?);
+                }
+                if let Some((runs, e)) = b_split {
+                    grads[2] = Some(be.segment_sum(&dl, &runs, e)?);
+                }
+            }
+        }
+        for (g, need) in grads.into_iter().zip(needs) {
             out.push(match g {
                 Some(g) if *need => {
                     Some(if up == 1.0 { g } else { crate::backend::for_device(g.device())?.scale(&g, up)? })

@@ -1,12 +1,16 @@
 //! Differential privacy: the accountants that turn a DP-SGD run's noise multiplier, sampling
 //! rate and step count into (ε, δ), and the noise multiplier that reaches a target ε.
 
+pub mod config;
+pub mod dp_sgd;
 pub mod prv;
 mod quadrature;
 pub mod rdp;
 mod special;
 
 use serde::{Deserialize, Serialize};
+
+pub use config::{DpPlan, PrivacySection};
 
 /// Which analysis bounds ε.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -2,6 +2,7 @@
 //! in one invocation on the same machine and thread count. See bench/README.md.
 
 mod data;
+mod dp;
 mod dpo;
 mod eval;
 mod grpo;
@@ -47,6 +48,11 @@ enum Suite {
     /// (internal) one tunesmith DPO run, in its own process.
     #[command(hide = true)]
     DpoOne(dpo::OneArgs),
+    /// A DP-SGD step against a plain step and against Opacus' DP step (peer.py's BERT workloads).
+    Dp(dp::Args),
+    /// (internal) one tunesmith DP step timing, in its own process.
+    #[command(hide = true)]
+    DpOne(dp::OneArgs),
     /// GRPO with LoRA on a GGUF model against TRL's GRPOTrainer with PEFT.
     Grpo(grpo::Args),
     /// (internal) one tunesmith GRPO run, in its own process.
@@ -66,6 +72,8 @@ fn main() -> anyhow::Result<()> {
         Suite::TrainOne(a) => train::run_one(a),
         Suite::Qlora(a) => qlora::run(a),
         Suite::QloraOne(a) => qlora::run_one(a),
+        Suite::Dp(a) => dp::run(a),
+        Suite::DpOne(a) => dp::run_one(a),
         Suite::Dpo(a) => dpo::run(a),
         Suite::DpoOne(a) => dpo::run_one(a),
         Suite::Grpo(a) => grpo::run(a),

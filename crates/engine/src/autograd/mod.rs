@@ -65,6 +65,9 @@ pub struct BackwardCtx<'g> {
     per_example: Option<(&'g ExampleRows, &'g mut PerExampleGrads)>,
     /// Which of the current node's inputs are parameters.
     param_inputs: Vec<bool>,
+    /// Rows of a parameter's per-example gradient that can be non-zero, per example, noted by
+    /// the current op for its input (embedding tables: the rows of the example's tokens).
+    row_support: Vec<(usize, Vec<Vec<u32>>)>,
 }
 
 impl BackwardCtx<'_> {
@@ -83,6 +86,12 @@ impl BackwardCtx<'_> {
             }
             _ => Ok(None),
         }
+    }
+
+    /// Notes that the per-example gradient this op returns for `input` is zero outside
+    /// `rows[e]` (rows of its second dimension) for each example e, so clipping reads only those.
+    pub fn note_row_support(&mut self, input: usize, rows: Vec<Vec<u32>>) {
+        self.row_support.push((input, rows));
     }
 
     /// True in a per-example pass.
@@ -330,7 +339,9 @@ impl<'m> Graph<'m> {
             })
             .collect();
         let examples = per_example.as_ref().map(|(ex, _)| ex.examples());
-        let mut ctx = BackwardCtx { grads, per_example, param_inputs: Vec::new() };
+        let mut ctx = BackwardCtx { grads, per_example, param_inputs: Vec::new(), row_support: Vec::new() };
+        // Per parameter var: how many ops gave it a gradient, and the row supports they noted.
+        let mut contributions: HashMap<usize, (usize, Vec<Vec<Vec<u32>>>)> = HashMap::new();
         for node in nodes.into_iter().rev() {
             let outs: Vec<Option<Tensor>> = node.outputs.iter().map(|id| acc.remove(id)).collect();
             if outs.iter().all(Option::is_none) {
@@ -355,6 +366,16 @@ impl<'m> Graph<'m> {
                 )));
             }
             if let Some(e) = examples {
+                let mut notes = std::mem::take(&mut ctx.row_support);
+                for (i, (input, g)) in node.inputs.iter().zip(&in_grads).enumerate() {
+                    if let (Some(id), Some(_), Some(_)) = (input, g, param_inputs[i]) {
+                        let c = contributions.entry(*id).or_default();
+                        c.0 += 1;
+                        if let Some(k) = notes.iter().position(|(j, _)| *j == i) {
+                            c.1.push(notes.swap_remove(k).1);
+                        }
+                    }
+                }
                 for (shape, g) in param_inputs.iter().zip(&in_grads) {
                     if let (Some(shape), Some(g)) = (shape, g) {
                         if g.shape().first() != Some(&e) || &g.shape()[1..] != *shape {
@@ -374,7 +395,14 @@ impl<'m> Graph<'m> {
         for (id, leaf) in leaves {
             if let Some(g) = acc.remove(&id) {
                 match (leaf, &mut ctx.per_example) {
-                    (Leaf::Param(p, _), Some((_, out))) => out.add(p, g)?,
+                    (Leaf::Param(p, _), Some((_, out))) => {
+                        // Sparse rows only when every contribution noted its support.
+                        let support = contributions
+                            .remove(&id)
+                            .filter(|(n, notes)| *n == notes.len() && *n > 0)
+                            .map(|(_, notes)| per_example::union_rows(notes));
+                        out.add(p, g, support)?
+                    }
                     (Leaf::Param(p, _), None) => ctx.grads.add_param(p, g)?,
                     (Leaf::Input, _) => ctx.grads.add_leaf(id, g)?,
                 }

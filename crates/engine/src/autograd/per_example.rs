@@ -64,35 +64,26 @@ impl ExampleRows {
     }
 }
 
-/// Per-example parameter gradients of one backward pass: `[examples, ...shape]` per parameter.
+/// Per-example parameter gradients of one backward pass: `[examples, ...shape]` per parameter,
+/// with, for sparse ones (embedding tables), the rows each example can have non-zero.
 #[derive(Debug, Default)]
 pub struct PerExampleGrads {
     params: BTreeMap<ParamId, Tensor>,
+    support: BTreeMap<ParamId, Vec<Vec<u32>>>,
 }
 
-/// Calls `f(e, values)` with each example's slice of a `[examples, ...]` gradient, widened to
-/// f64 one example at a time (a per-example tensor can be large: examples × parameters).
-fn for_examples(g: &Tensor, examples: usize, mut f: impl FnMut(usize, &[f64])) -> Result<()> {
-    let per = g.numel() / examples.max(1);
-    let mut row = vec![0.0f64; per];
-    match g.dtype() {
-        crate::DType::F32 => {
-            let v = g.as_slice::<f32>()?;
-            for e in 0..examples {
-                for (r, &x) in row.iter_mut().zip(&v[e * per..(e + 1) * per]) {
-                    *r = f64::from(x);
-                }
-                f(e, &row);
-            }
-        }
-        _ => {
-            let v = g.to_vec_f64()?;
-            for e in 0..examples {
-                f(e, &v[e * per..(e + 1) * per]);
-            }
+/// Per example, the sorted union of several row supports.
+pub(crate) fn union_rows(notes: Vec<Vec<Vec<u32>>>) -> Vec<Vec<u32>> {
+    let mut it = notes.into_iter();
+    let mut acc = it.next().unwrap_or_default();
+    for n in it {
+        for (a, b) in acc.iter_mut().zip(n) {
+            a.extend(b);
+            a.sort_unstable();
+            a.dedup();
         }
     }
-    Ok(())
+    acc
 }
 
 /// What clipping did to one batch.
@@ -106,14 +97,59 @@ pub struct ClipStats {
     pub mean_norm: f64,
 }
 
+/// A per-example gradient's values as f32 or f64.
+enum Values<'a> {
+    F32(&'a [f32]),
+    F64(Vec<f64>),
+}
+
+impl Values<'_> {
+    fn of(g: &Tensor) -> Result<Values<'_>> {
+        Ok(match g.dtype() {
+            crate::DType::F32 => Values::F32(g.as_slice::<f32>()?),
+            _ => Values::F64(g.to_vec_f64()?),
+        })
+    }
+
+    fn sq_norm(&self, range: std::ops::Range<usize>) -> f64 {
+        match self {
+            Values::F32(v) => v[range].iter().map(|&x| f64::from(x) * f64::from(x)).sum(),
+            Values::F64(v) => v[range].iter().map(|x| x * x).sum(),
+        }
+    }
+
+    /// `dst += f · self[range]`.
+    fn add_scaled(&self, range: std::ops::Range<usize>, f: f64, dst: &mut [f64]) {
+        match self {
+            Values::F32(v) => dst.iter_mut().zip(&v[range]).for_each(|(d, &x)| *d += f * f64::from(x)),
+            Values::F64(v) => dst.iter_mut().zip(&v[range]).for_each(|(d, x)| *d += f * x),
+        }
+    }
+}
+
 impl PerExampleGrads {
     /// Empty.
     pub fn new() -> Self {
         Self::default()
     }
 
-    pub(crate) fn add(&mut self, id: ParamId, g: Tensor) -> Result<()> {
-        super::grads::accumulate(&mut self.params, id, g)
+    pub(crate) fn add(&mut self, id: ParamId, g: Tensor, support: Option<Vec<Vec<u32>>>) -> Result<()> {
+        let existed = self.params.contains_key(&id);
+        super::grads::accumulate(&mut self.params, id, g)?;
+        match (existed, support) {
+            (false, Some(s)) => {
+                self.support.insert(id, s);
+            }
+            (true, Some(s)) if self.support.contains_key(&id) => {
+                let old = self.support.remove(&id).unwrap_or_default();
+                self.support.insert(id, union_rows(vec![old, s]));
+            }
+            (true, _) => {
+                self.support.remove(&id);
+            }
+            (false, None) => {}
+        }
+        Ok(())
     }
 
     /// The per-example gradient of a parameter, `[examples, ...shape]`.
@@ -121,11 +157,29 @@ impl PerExampleGrads {
         self.params.get(&id)
     }
 
+    /// Calls `f(example, range)` for every range of `g`'s flat values that can be non-zero.
+    fn ranges(&self, id: ParamId, g: &Tensor, examples: usize, mut f: impl FnMut(usize, std::ops::Range<usize>)) {
+        let per = g.numel() / examples.max(1);
+        match self.support.get(&id) {
+            Some(rows) => {
+                let width = per / g.shape().get(1).copied().unwrap_or(1).max(1);
+                for (e, rows) in rows.iter().enumerate().take(examples) {
+                    for &r in rows {
+                        let start = e * per + r as usize * width;
+                        f(e, start..start + width);
+                    }
+                }
+            }
+            None => (0..examples).for_each(|e| f(e, e * per..(e + 1) * per)),
+        }
+    }
+
     /// Each example's gradient norm over all parameters.
     pub fn norms(&self, examples: usize) -> Result<Vec<f64>> {
         let mut sq = vec![0.0f64; examples];
-        for g in self.params.values() {
-            for_examples(g, examples, |e, row| sq[e] += row.iter().map(|x| x * x).sum::<f64>())?;
+        for (&id, g) in &self.params {
+            let v = Values::of(g)?;
+            self.ranges(id, g, examples, |e, r| sq[e] += v.sq_norm(r));
         }
         Ok(sq.into_iter().map(f64::sqrt).collect())
     }
@@ -138,12 +192,13 @@ impl PerExampleGrads {
         let factors: Vec<f64> = norms.iter().map(|n| (max_norm / (n + 1e-6)).min(1.0) * scale).collect();
         for (&id, g) in &self.params {
             let shape = g.shape()[1..].to_vec();
-            let mut sum = vec![0.0f64; shape.iter().product()];
-            for_examples(g, examples, |e, row| {
-                for (s, x) in sum.iter_mut().zip(row) {
-                    *s += factors[e] * x;
-                }
-            })?;
+            let per = g.numel() / examples.max(1);
+            let mut sum = vec![0.0f64; per];
+            let v = Values::of(g)?;
+            self.ranges(id, g, examples, |e, r| {
+                let local = r.start - e * per..r.end - e * per;
+                v.add_scaled(r, factors[e], &mut sum[local]);
+            });
             let t = Tensor::from_vec(sum, &shape)?.to_dtype(g.dtype())?;
             grads.add_param(id, t)?;
         }

@@ -42,6 +42,17 @@ impl BackwardOp for EmbeddingBackward {
         let d = dy.shape().last().copied().unwrap_or(1);
         if let Some((runs, e)) = ctx.per_example_runs("embedding", 0, dy.numel() / d.max(1))? {
             let dy2 = dy.reshape(&[dy.numel() / d.max(1), d])?;
+            // Each example's gradient is zero outside the rows of its own ids.
+            let ids = self.ids.to_vec_f64()?;
+            let mut rows: Vec<Vec<u32>> = vec![Vec::new(); e];
+            for r in &runs {
+                rows[r.example].extend(ids[r.start..r.end].iter().map(|&i| i as u32));
+            }
+            for v in &mut rows {
+                v.sort_unstable();
+                v.dedup();
+            }
+            ctx.note_row_support(0, rows);
             return Ok(vec![Some(be.segment_embedding_bwd(&dy2, &self.ids, self.vocab, &runs, e)?)]);
         }
         Ok(vec![Some(be.embedding_bwd(&dy, &self.ids, self.vocab)?)])

@@ -56,6 +56,9 @@ impl Var {
     }
 }
 
+/// Per example, the rows of a parameter's gradient that can be non-zero.
+type RowSupport = Vec<Vec<u32>>;
+
 /// What a backward step receives besides the output gradients.
 pub struct BackwardCtx<'g> {
     /// Parameter gradients, for ops (checkpoint scopes) that produce them directly.
@@ -341,7 +344,7 @@ impl<'m> Graph<'m> {
         let examples = per_example.as_ref().map(|(ex, _)| ex.examples());
         let mut ctx = BackwardCtx { grads, per_example, param_inputs: Vec::new(), row_support: Vec::new() };
         // Per parameter var: how many ops gave it a gradient, and the row supports they noted.
-        let mut contributions: HashMap<usize, (usize, Vec<Vec<Vec<u32>>>)> = HashMap::new();
+        let mut contributions: HashMap<usize, (usize, Vec<RowSupport>)> = HashMap::new();
         for node in nodes.into_iter().rev() {
             let outs: Vec<Option<Tensor>> = node.outputs.iter().map(|id| acc.remove(id)).collect();
             if outs.iter().all(Option::is_none) {

@@ -3,6 +3,7 @@
 
 mod data;
 mod dp;
+mod dp_sst2;
 mod dpo;
 mod eval;
 mod grpo;
@@ -50,6 +51,8 @@ enum Suite {
     DpoOne(dpo::OneArgs),
     /// A DP-SGD step against a plain step and against Opacus' DP step (peer.py's BERT workloads).
     Dp(dp::Args),
+    /// DP-SGD fine-tuning of MiniLM on SST-2 at target ε against Opacus and the non-private run.
+    DpSst2(dp_sst2::Args),
     /// (internal) one tunesmith DP step timing, in its own process.
     #[command(hide = true)]
     DpOne(dp::OneArgs),
@@ -74,6 +77,7 @@ fn main() -> anyhow::Result<()> {
         Suite::QloraOne(a) => qlora::run_one(a),
         Suite::Dp(a) => dp::run(a),
         Suite::DpOne(a) => dp::run_one(a),
+        Suite::DpSst2(a) => dp_sst2::run(a),
         Suite::Dpo(a) => dpo::run(a),
         Suite::DpoOne(a) => dpo::run_one(a),
         Suite::Grpo(a) => grpo::run(a),

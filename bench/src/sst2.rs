@@ -55,7 +55,7 @@ fn lr(method: &str) -> f64 {
 }
 
 /// Writes a seeded sample of `rows` SST-2 training rows (the file both sides train on).
-fn sample(shared: &Path, rows: usize, out: &Path) -> Result<()> {
+pub(crate) fn sample(shared: &Path, rows: usize, out: &Path) -> Result<()> {
     let text = std::fs::read_to_string(shared.join("data/sst2/train.tsv"))?;
     let mut lines: Vec<&str> = text.lines().skip(1).collect();
     let mut rng = tunesmith_data::batch::SplitMix64::new(42);

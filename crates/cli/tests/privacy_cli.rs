@@ -164,7 +164,7 @@ fn bad_privacy_configs_exit_with_code_2() {
 }
 
 #[test]
-fn dp_lora_causal_lm_on_stories260k() {
+fn dp_lora_and_full_causal_lm_on_stories260k() {
     let shared = repo().join("../shared");
     let model = shared.join("weights/stories260K/stories260K.bin");
     if !model.is_file() {
@@ -214,4 +214,10 @@ noise_multiplier = 1.1
     .unwrap();
     ok(&tunesmith(&["train", cfg.to_str().unwrap()]));
     check_privacy(&tmp.path().join("run"), 4);
+    // Full fine-tuning: the tied embedding / LM head gets per-example gradients from both the
+    // embedding and the fused cross-entropy.
+    let run = tmp.path().join("full");
+    let out = format!("output.dir={}", run.display());
+    ok(&tunesmith(&["train", cfg.to_str().unwrap(), "--set", "method.kind=full", "--set", &out]));
+    check_privacy(&run, 4);
 }

@@ -15,7 +15,8 @@ pub struct PrivacySection {
     /// `target_epsilon` when left out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise_multiplier: Option<f64>,
-    /// The bound each example's gradient is clipped to.
+    /// The bound each example's gradient is clipped to (`train.max_grad_norm`, the global
+    /// clip, does not apply under DP-SGD).
     #[serde(default = "default_clip")]
     pub max_grad_norm: f64,
     /// δ (default 1/n, n the training examples).

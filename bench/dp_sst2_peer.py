@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Opacus + transformers + PEFT DP fine-tuning of all-MiniLM-L6-v2 for SST-2: what
 `bench -- dp-sst2` compares tunesmith's DP-SGD against, on the same rows and recipe. LoRA r=8
-(alpha 16, query/value, no LoRA dropout) with the classifier trained; AdamW at a constant lr;
+(alpha 16, query/value, no LoRA dropout) with the classifier trained, or (--method
+feature_extraction) the classifier alone; AdamW at a constant lr;
 Poisson batches of expected size --batch-size; per-sample clipping to 1.0; the noise multiplier
 Opacus solves (RDP accountant) for --epsilon at delta = 1/n over --epochs. Prints one JSON line:
 dev accuracy, the epsilon spent, the noise multiplier and the seconds taken.
@@ -41,6 +42,7 @@ def main():
     ap.add_argument("--max-length", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--method", choices=["lora", "feature_extraction"], default="lora")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
@@ -48,8 +50,12 @@ def main():
     train, dev = read_tsv(a.train), read_tsv(a.dev)
     ids, mask, labels = tensors(tok, train, a.max_length)
     model = transformers.AutoModelForSequenceClassification.from_pretrained(a.model, num_labels=2)
-    model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
-                                                       target_modules=["query", "value"], modules_to_save=["classifier"]))
+    if a.method == "lora":
+        model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
+                                                           target_modules=["query", "value"], modules_to_save=["classifier"]))
+    else:
+        for name, p in model.named_parameters():
+            p.requires_grad = name.startswith("classifier.")
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr, weight_decay=0.01)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(ids, mask, labels), batch_size=a.batch_size)

@@ -37,6 +37,9 @@ pub struct Args {
     /// Threads for both sides.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// `lora` (r=8 on query/value, classifier trained) or `feature_extraction` (classifier only).
+    #[arg(long, default_value = "lora", value_parser = ["lora", "feature_extraction"])]
+    method: String,
     /// Skip the Opacus side.
     #[arg(long)]
     no_peer: bool,
@@ -69,7 +72,7 @@ train = "{train}"
 validation = "{dev}"
 max_length = {max_length}
 [method]
-kind = "lora"
+kind = "{method}"
 lora_r = 8
 lora_alpha = 16
 lora_dropout = 0.0
@@ -98,6 +101,7 @@ save_checkpoints = false
         dev = dev.display(),
         epochs = a.epochs,
         micro = a.batch_size.div_ceil(4),
+        method = a.method,
         max_length = a.max_length,
         lr = a.lr,
         threads = a.threads,
@@ -185,7 +189,8 @@ pub fn run(a: Args) -> Result<()> {
         ]);
     }
     println!(
-        "dp-sst2: all-MiniLM-L6-v2 LoRA r=8 (query/value) + classifier, {} rows, {} epochs, expected batch {}, max_length {}, lr {} constant, clip 1.0, δ = 1/n, RDP, {} threads; CPU {}",
+        "dp-sst2: all-MiniLM-L6-v2 {}, {} rows, {} epochs, expected batch {}, max_length {}, lr {} constant, clip 1.0, δ = 1/n, RDP, {} threads; CPU {}",
+        if a.method == "lora" { "LoRA r=8 (query/value) + classifier" } else { "classifier only (frozen encoder)" },
         a.rows, a.epochs, a.batch_size, a.max_length, a.lr, a.threads, timing::cpu_model()
     );
     println!(

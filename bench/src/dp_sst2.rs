@@ -3,7 +3,7 @@
 //! without privacy and against Opacus + transformers + PEFT on the same rows and recipe
 //! (bench/dp_sst2_peer.py). Prints dev accuracy, the ε spent, σ and wall-clock.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -43,12 +43,6 @@ pub struct Args {
     /// Skip the Opacus side.
     #[arg(long)]
     no_peer: bool,
-}
-
-fn minilm() -> PathBuf {
-    std::env::var_os("TUNESMITH_MINILM").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tunesmith/models/all-MiniLM-L6-v2")
-    })
 }
 
 /// Our run at `epsilon` (None: without privacy): dev accuracy, the manifest's privacy record,
@@ -125,7 +119,7 @@ save_checkpoints = false
 pub fn run(a: Args) -> Result<()> {
     let root = peer::repo_root();
     let shared = root.join("../shared");
-    let model = minilm();
+    let model = crate::sst2::default_minilm();
     if !model.join("model.safetensors").exists() {
         bail!("no MiniLM at {}; run scripts/fetch-test-models.sh", model.display());
     }

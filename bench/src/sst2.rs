@@ -40,7 +40,12 @@ pub struct Args {
 }
 
 fn minilm(a: &Args) -> PathBuf {
-    a.model.clone().or_else(|| std::env::var_os("TUNESMITH_MINILM").map(PathBuf::from)).unwrap_or_else(|| {
+    a.model.clone().unwrap_or_else(default_minilm)
+}
+
+/// `$TUNESMITH_MINILM`, else the fetch-test-models cache.
+pub(crate) fn default_minilm() -> PathBuf {
+    std::env::var_os("TUNESMITH_MINILM").map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tunesmith/models/all-MiniLM-L6-v2")
     })
 }

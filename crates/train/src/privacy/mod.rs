@@ -43,47 +43,6 @@ pub enum PrivacyError {
     },
 }
 
-/// The privacy spent by a run so far: `(noise multiplier, sampling rate, steps)` segments.
-#[derive(Debug, Clone, Default)]
-pub struct Accountant {
-    kind: AccountantKind,
-    history: Vec<(f64, f64, u64)>,
-}
-
-impl Accountant {
-    /// An accountant of `kind` with nothing spent.
-    pub fn new(kind: AccountantKind) -> Self {
-        Accountant { kind, history: Vec::new() }
-    }
-
-    /// An accountant that has already taken `steps` steps of `(noise_multiplier, sample_rate)`.
-    pub fn with_steps(kind: AccountantKind, noise_multiplier: f64, sample_rate: f64, steps: u64) -> Self {
-        let mut a = Accountant::new(kind);
-        if steps > 0 {
-            a.history.push((noise_multiplier, sample_rate, steps));
-        }
-        a
-    }
-
-    /// Records one step.
-    pub fn step(&mut self, noise_multiplier: f64, sample_rate: f64) {
-        match self.history.last_mut() {
-            Some(last) if last.0 == noise_multiplier && last.1 == sample_rate => last.2 += 1,
-            _ => self.history.push((noise_multiplier, sample_rate, 1)),
-        }
-    }
-
-    /// Steps recorded.
-    pub fn steps(&self) -> u64 {
-        self.history.iter().map(|h| h.2).sum()
-    }
-
-    /// ε spent at `delta`.
-    pub fn epsilon(&self, delta: f64) -> Result<f64, PrivacyError> {
-        epsilon(self.kind, &self.history, delta)
-    }
-}
-
 /// ε at `delta` of a history of `(noise multiplier, sampling rate, steps)` segments.
 pub fn epsilon(kind: AccountantKind, history: &[(f64, f64, u64)], delta: f64) -> Result<f64, PrivacyError> {
     match kind {
@@ -130,18 +89,6 @@ pub fn noise_for_epsilon(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn steps_with_the_same_parameters_merge() {
-        let mut a = Accountant::new(AccountantKind::Rdp);
-        for _ in 0..3 {
-            a.step(1.0, 0.01);
-        }
-        a.step(2.0, 0.01);
-        assert_eq!(a.history, vec![(1.0, 0.01, 3), (2.0, 0.01, 1)]);
-        assert_eq!(a.steps(), 4);
-        assert_eq!(Accountant::new(AccountantKind::Prv).epsilon(1e-5), Ok(0.0));
-    }
 
     #[test]
     fn an_impossible_target_is_refused() {

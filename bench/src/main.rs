@@ -1,7 +1,9 @@
 //! `cargo run --release -p bench -- <suite>`: tunesmith side by side with its Python peers,
 //! in one invocation on the same machine and thread count. See bench/README.md.
 
+mod continual;
 mod data;
+mod distill;
 mod dp;
 mod dp_sst2;
 mod dpo;
@@ -56,6 +58,11 @@ enum Suite {
     /// (internal) one tunesmith DP step timing, in its own process.
     #[command(hide = true)]
     DpOne(dp::OneArgs),
+    /// Forgetting on SST-2 → SUBJ → SMS spam, naive and with replay, EWC, L2-SP and LwF.
+    Continual(continual::Args),
+    /// A 3-layer MiniLM student distilled from a fine-tuned MiniLM teacher on SST-2, against
+    /// the same student without distillation.
+    Distill(distill::Args),
     /// GRPO with LoRA on a GGUF model against TRL's GRPOTrainer with PEFT.
     Grpo(grpo::Args),
     /// (internal) one tunesmith GRPO run, in its own process.
@@ -80,6 +87,8 @@ fn main() -> anyhow::Result<()> {
         Suite::DpSst2(a) => dp_sst2::run(a),
         Suite::Dpo(a) => dpo::run(a),
         Suite::DpoOne(a) => dpo::run_one(a),
+        Suite::Continual(a) => continual::run(a),
+        Suite::Distill(a) => distill::run(a),
         Suite::Grpo(a) => grpo::run(a),
         Suite::GrpoOne(a) => grpo::run_one(a),
     }

@@ -181,6 +181,37 @@ fn show(metrics: &Option<Map<String, Value>>) -> String {
     }
 }
 
+fn bar() -> Bar {
+    let pb = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template("train [{bar:30}] {pos}/{len} {msg} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    Bar(pb)
+}
+
+/// A `[continual]` run: the tasks in order, then the accuracy matrix.
+fn run_continual(cfg: RunConfig, resume: bool) -> Result<()> {
+    if resume {
+        return Err(BadInput("--resume continues one task's run; a [continual] run starts over".into()).into());
+    }
+    let dir = cfg.output.dir.clone();
+    let s = tunesmith_train::continual::run(cfg, &mut bar()).map_err(train_error)?;
+    println!("accuracy after each task (rows: evaluated task, columns: after training task):");
+    println!("{:>16} {}", "", s.tasks.iter().map(|t| format!("{t:>10}")).collect::<String>());
+    for (i, row) in s.matrix.iter().enumerate() {
+        let cells: String = row.iter().map(|c| c.map_or(format!("{:>10}", "-"), |a| format!("{:>10.4}", a))).collect();
+        println!("{:>16} {cells}", s.tasks[i]);
+    }
+    println!(
+        "average accuracy {:.4}, backward transfer {:+.4}, forgetting {:.4}",
+        s.scores.average_accuracy, s.scores.backward_transfer, s.scores.forgetting
+    );
+    println!("output: {}", dir.join("continual.json").display());
+    Ok(())
+}
+
 /// Runs `tunesmith train`.
 pub fn run(a: TrainArgs) -> Result<()> {
     let mut overrides = a.overrides.clone();
@@ -189,6 +220,19 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let cfg = RunConfig::load(&a.config, &overrides).map_err(train_error)?;
     eprintln!("tunesmith: loading {} ...", cfg.model.path);
+    if cfg.continual.is_some() {
+        return run_continual(cfg, a.resume);
+    }
+    if cfg.multitask.is_some() {
+        let summary = tunesmith_train::multitask::run(cfg, a.resume, &mut bar()).map_err(train_error)?;
+        println!("before: {}", show(&summary.initial_metrics));
+        println!("after:  {} ({} steps)", show(&summary.final_metrics), summary.steps);
+        for o in &summary.outputs {
+            println!("output: {}", o.display());
+        }
+        println!("report: {}", summary.report.display());
+        return Ok(());
+    }
     let trainer = Trainer::new(cfg, a.resume).map_err(train_error)?;
     let rejected = trainer.rejected_rows();
     if !rejected.is_empty() {
@@ -206,14 +250,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
             false => eprintln!("tunesmith: no complete checkpoint to resume; starting from the beginning"),
         }
     }
-    let pb = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    pb.set_style(
-        ProgressStyle::with_template("train [{bar:30}] {pos}/{len} {msg} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    let mut bar = Bar(pb);
-    let summary = trainer.train(&mut bar).map_err(train_error)?;
+    let summary = trainer.train(&mut bar()).map_err(train_error)?;
     if tunesmith_engine::profile::enabled() {
         eprintln!("{}", tunesmith_engine::profile::report());
     }

@@ -105,12 +105,15 @@ pub struct LoadOptions {
     pub labels: Option<Vec<String>>,
     /// Seed of freshly initialised parameters.
     pub seed: u64,
+    /// Keep only the first N transformer blocks (a smaller student for distillation); the
+    /// checkpoint's later blocks are left unread.
+    pub num_layers: Option<usize>,
 }
 
 impl LoadOptions {
     /// Options for `task` with the config's labels.
     pub fn new(task: Task) -> LoadOptions {
-        LoadOptions { task, labels: None, seed: 0 }
+        LoadOptions { task, labels: None, seed: 0, num_layers: None }
     }
 }
 
@@ -153,6 +156,9 @@ pub struct ModelLoss {
 /// The prefix of PPO's value head parameters (TRL's `v_head.summary`): trained beside the policy,
 /// never exported with it.
 pub const VALUE_HEAD_PREFIX: &str = "v_head.";
+
+/// The prefix of training-only parameters (a distillation projection): trained, never exported.
+pub const AUX_PREFIX: &str = "aux.";
 
 /// A model ready to run and train.
 #[derive(Debug, Clone)]
@@ -252,6 +258,27 @@ impl Model {
             config.num_labels = labels.len();
             config.id2label = labels.clone();
         }
+        let kept_layers = match opts.num_layers {
+            Some(0) => return Err(ModelError::Invalid("num_layers must be at least 1".into())),
+            Some(n) if n > config.num_layers => {
+                return Err(ModelError::Invalid(format!(
+                    "{}: num_layers = {n}, but the model has only {} blocks",
+                    ck.root().display(),
+                    config.num_layers
+                )))
+            }
+            Some(n) => {
+                config.num_layers = n;
+                config.sliding_window.truncate(n);
+                for key in ["num_hidden_layers", "n_layer"] {
+                    if config.raw.contains_key(key) {
+                        config.raw.insert(key.into(), serde_json::Value::from(n));
+                    }
+                }
+                n
+            }
+            None => config.num_layers,
+        };
         let mut params = ParamStore::new();
         let mut report = LoadReport::default();
         let backbone = match config.family {
@@ -343,7 +370,9 @@ impl Model {
             }
             (Task::Embedding, _) => Head::Embedding { normalize: true },
         };
-        let leftovers = ck.untaken(is_ignorable_buffer);
+        // Blocks past a requested `num_layers` are dropped on purpose.
+        let dropped = |n: &str| opts.num_layers.is_some() && Model::layer_of(n).is_some_and(|l| l >= kept_layers);
+        let leftovers = ck.untaken(|n| is_ignorable_buffer(n) || dropped(n));
         let (unused, unexpected): (Vec<String>, Vec<String>) = leftovers.into_iter().partition(|n| is_other_head(n));
         if !unexpected.is_empty() {
             return Err(ModelError::UnexpectedTensors {
@@ -489,7 +518,9 @@ impl Model {
 
     /// Hidden states for the head: `[B, T, D]`, or `[B, 1, D]` when the head reads only the
     /// first token (the same values, without the last block's work on the other tokens).
-    fn hidden_states_for_head<'m>(&'m self, g: &Graph<'m>, batch: &Batch, checkpoint: bool) -> Result<Var> {
+    /// [`Model::head_loss`] and [`Model::head_forward`] both read them, so that a loss and the
+    /// logits another term needs share one pass.
+    pub fn hidden_states_for_head<'m>(&'m self, g: &Graph<'m>, batch: &Batch, checkpoint: bool) -> Result<Var> {
         self.encode(g, batch, checkpoint, self.head_reads_first_token_only(batch))
     }
 
@@ -622,6 +653,17 @@ impl Model {
     pub fn forward<'m>(&'m self, g: &Graph<'m>, batch: &Batch, checkpoint: bool) -> Result<Var> {
         let h = self.hidden_states_for_head(g, batch, checkpoint)?;
         self.head_forward(g, &h, batch)
+    }
+
+    /// The features a sequence classifier's output layer reads, `[B, D]` (pooled, through the
+    /// pooler or dense layer, after dropout): several output layers (one per task) can share
+    /// them.
+    pub fn classifier_input<'m>(&'m self, g: &Graph<'m>, batch: &Batch, checkpoint: bool) -> Result<Var> {
+        let Head::SequenceClassification(head) = &self.head else {
+            return Err(ModelError::Invalid("only a sequence classification model has classifier features".into()));
+        };
+        let h = self.hidden_states_for_head(g, batch, checkpoint)?;
+        self.classifier_features(g, head, &h, batch)
     }
 
     /// Applies the head to hidden states.
@@ -826,6 +868,7 @@ impl Model {
                 || p.name.contains(".lora_A.")
                 || p.name.contains(".lora_B.")
                 || p.name.starts_with(VALUE_HEAD_PREFIX)
+                || p.name.starts_with(AUX_PREFIX)
             {
                 continue;
             }

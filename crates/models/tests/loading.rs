@@ -206,3 +206,29 @@ fn new_heads_are_reported_and_seeded() {
     assert_eq!(run(&a).shape(), &[2, 2]);
     assert_eq!(a.config.id2label, vec!["neg", "pos"]);
 }
+
+#[test]
+fn num_layers_keeps_the_first_blocks_and_refuses_more_than_there_are() {
+    let dir = fixture("llama_gqa");
+    let full = Model::load(&dir, &LoadOptions::new(Task::CausalLm)).unwrap().0;
+    assert!(full.num_layers() >= 2);
+    let mut opts = LoadOptions::new(Task::CausalLm);
+    opts.num_layers = Some(1);
+    let (small, report) = Model::load(&dir, &opts).unwrap();
+    assert_eq!(small.num_layers(), 1);
+    assert!(report.initialized.is_empty());
+    assert!(small.params.iter().all(|(_, p)| Model::layer_of(&p.name).is_none_or(|l| l == 0)));
+    // The kept block is the checkpoint's first, unchanged.
+    let name = "model.layers.0.self_attn.q_proj.weight";
+    let (a, b) = (full.params.require(name).unwrap(), small.params.require(name).unwrap());
+    assert_eq!(full.params.get(a).value.max_abs_diff(&small.params.get(b).value).unwrap(), 0.0);
+    // A saved copy says it has one block.
+    let tmp = tempfile::tempdir().unwrap();
+    small.save_pretrained(&tmp.path().join("m")).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("m/config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["num_hidden_layers"], 1);
+    opts.num_layers = Some(full.num_layers() + 1);
+    let e = Model::load(&dir, &opts).unwrap_err().to_string();
+    assert!(e.contains("only") && e.contains("blocks"), "{e}");
+}

@@ -33,6 +33,15 @@ pub struct RunConfig {
     /// DP-SGD (absent: no differential privacy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privacy: Option<crate::privacy::PrivacySection>,
+    /// Knowledge distillation from a teacher (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<crate::distill::DistillSection>,
+    /// A sequence of tasks trained one after another (absent: one task, `[data]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continual: Option<crate::continual::ContinualSection>,
+    /// Several tasks trained together, one head each (absent: one task, `[data]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multitask: Option<crate::multitask::MultitaskSection>,
 }
 
 /// `[model]`.
@@ -48,6 +57,9 @@ pub struct ModelSection {
     /// NormalFloat), "q8_0", or "keep" (a GGUF base's own blocks).
     #[serde(default = "default_quantize")]
     pub quantize: String,
+    /// Keep only the first N transformer blocks of a model folder (a smaller student).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_layers: Option<usize>,
 }
 
 fn default_quantize() -> String {
@@ -360,7 +372,9 @@ fn default_gamma() -> f64 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSection {
-    /// Training file, folder or Hub dataset.
+    /// Training file, folder or Hub dataset (`[continual]` and `[multitask]` runs name their
+    /// tasks' files there instead).
+    #[serde(default)]
     pub train: String,
     /// Validation data; without it, `validation_split` of the training rows are held out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -732,9 +746,12 @@ impl Default for OutputSection {
 
 /// Every valid dotted key, for suggestions.
 pub fn valid_keys() -> Vec<String> {
-    let sections: [(&str, &[&str]); 8] = [
+    let sections: [(&str, &[&str]); 11] = [
         ("privacy", crate::privacy::config::KEYS),
-        ("model", &["path", "dtype", "quantize"]),
+        ("distill", crate::distill::KEYS),
+        ("continual", crate::continual::KEYS),
+        ("multitask", crate::multitask::KEYS),
+        ("model", &["path", "dtype", "quantize", "num_layers"]),
         (
             "task",
             &[
@@ -923,6 +940,40 @@ impl RunConfig {
     /// Checks values that the types cannot.
     pub fn validate(&self, source: &str) -> Result<()> {
         let bad = |key: &str, why: String| Err(TrainError::Config(format!("{source}: `{key}` {why}")));
+        let tasks = self.continual.is_some() as u8 + self.multitask.is_some() as u8;
+        if tasks > 1 {
+            return bad(
+                "continual",
+                "and [multitask] cannot both be set: choose one way to train several tasks".into(),
+            );
+        }
+        if tasks == 1 && !self.data.train.is_empty() {
+            return bad(
+                "data.train",
+                "is not read when [continual] or [multitask] lists the tasks; move it into a task entry".into(),
+            );
+        }
+        if tasks == 0 && self.data.train.is_empty() {
+            return bad("data.train", "is missing: name the training file, folder or Hub dataset".into());
+        }
+        if let Some(c) = &self.continual {
+            if let Err((key, why)) = c.check(self) {
+                return bad(&format!("continual.{key}"), why);
+            }
+        }
+        if let Some(m) = &self.multitask {
+            if let Err((key, why)) = m.check(self) {
+                return bad(&format!("multitask.{key}"), why);
+            }
+        }
+        if let Some(d) = &self.distill {
+            if let Err((key, why)) = d.check(self) {
+                return bad(&format!("distill.{key}"), why);
+            }
+        }
+        if self.privacy.is_some() && tasks > 0 {
+            return bad("privacy", "trains one task: it cannot be combined with [continual] or [multitask]".into());
+        }
         if self.privacy.is_some() {
             if let Err(why) = crate::privacy::config::check_run(self) {
                 return bad("privacy", why);

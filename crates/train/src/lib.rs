@@ -4,11 +4,15 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod continual;
+pub mod distill;
 pub mod error;
 pub mod grpo;
 pub mod load;
 pub mod methods;
+pub mod multitask;
 pub mod objective;
+pub mod penalty;
 pub mod ppo;
 pub mod preference;
 pub mod prepare;

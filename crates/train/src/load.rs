@@ -104,6 +104,27 @@ pub fn load_model(
     Ok(Model::load(&dir, &opts)?.0)
 }
 
+/// [`load_model`] keeping only the first `num_layers` blocks (a model folder or Hub id).
+pub fn load_model_truncated(
+    reference: &str,
+    task: Task,
+    labels: Option<Vec<String>>,
+    seed: u64,
+    num_layers: usize,
+) -> Result<Model> {
+    if is_llama2c(reference) || gguf::is_gguf_reference(reference) {
+        return Err(TrainError::Config(format!(
+            "model.num_layers keeps the first blocks of a model folder; \"{reference}\" is a GGUF or llama2.c file"
+        )));
+    }
+    let mut opts = LoadOptions::new(task);
+    opts.labels = labels;
+    opts.seed = seed;
+    opts.num_layers = Some(num_layers);
+    let dir = tunesmith_models::hub::resolve_model(reference)?;
+    Ok(Model::load(&dir, &opts)?.0)
+}
+
 /// The tokenizer of a model reference and the folder its tokenizer files, chat template and
 /// config come from (for a GGUF file, its companion folder), without loading the weights
 /// where that can be avoided.

@@ -20,10 +20,12 @@ use tunesmith_models::{Batch, LossOptions, Model, Targets, Task};
 
 use crate::checkpoint::{self, TrainState};
 use crate::config::{MethodKind, RunConfig, TaskKind};
+use crate::distill::Distiller;
 use crate::error::{Result, TrainError};
 use crate::load;
 use crate::methods;
 use crate::objective::{Metrics, Objective};
+use crate::penalty::WeightPenalty;
 use crate::prepare::{prepare, Prepared};
 use crate::privacy::dp_sgd::{ClipTotals, DpSgd};
 use crate::schedule::Schedule;
@@ -227,17 +229,88 @@ pub struct Trainer {
     other_parts: usize,
     /// DP-SGD, when `[privacy]` is set.
     dp: Option<DpSgd>,
+    /// The teacher, when `[distill]` is set.
+    distill: Option<Distiller>,
+    /// Pulls on the weights added to each step's gradient.
+    penalties: Vec<Box<dyn WeightPenalty>>,
+}
+
+/// What [`Trainer::assemble`] builds a run from.
+pub struct Parts {
+    /// The model, with its method applied.
+    pub model: Model,
+    /// The folder its tokenizer and config came from.
+    pub model_dir: PathBuf,
+    /// Encoded data.
+    pub data: Prepared,
+    /// The LoRA configuration, when the method attached adapters.
+    pub lora: Option<LoraConfig>,
+    /// What quantizing the frozen base did.
+    pub quantized: tunesmith_models::quantize::QuantReport,
+    /// The objective, when the loss is not `Model::loss` of one batch.
+    pub objective: Option<Box<dyn Objective>>,
+    /// The tokenizer's padding id.
+    pub pad_id: u32,
+}
+
+/// Per-process settings of a run: threads and the precision of products.
+pub fn init_process(cfg: &RunConfig) {
+    tunesmith_engine::threads::init((cfg.train.threads > 0).then_some(cfg.train.threads));
+    // Validated with the config; the products of this process (training and evaluation) run at
+    // this precision from here on.
+    tunesmith_engine::precision::set(Precision::parse(&cfg.train.precision).unwrap_or_default());
+}
+
+/// The base model of a run (`model.path`, `model.num_layers`, `model.quantize`) with the task's
+/// head for `labels`, and `train.dropout`.
+pub fn load_run_model(cfg: &RunConfig, labels: Option<Vec<String>>) -> Result<Model> {
+    let quant = tunesmith_models::quantize::BaseQuant::parse(&cfg.model.quantize)
+        .unwrap_or(tunesmith_models::quantize::BaseQuant::None);
+    let task = model_task(cfg.task.kind);
+    let mut model = match cfg.model.num_layers {
+        Some(n) => load::load_model_truncated(&cfg.model.path, task, labels, cfg.train.seed, n)?,
+        None => load::load_model(&cfg.model.path, task, labels, cfg.train.seed, quant)?,
+    };
+    if let Some(p) = cfg.train.dropout {
+        model.set_dropout(p as f32);
+    }
+    Ok(model)
+}
+
+/// The padding id of a tokenizer (its pad token, else its end-of-sequence token, else 0).
+pub fn pad_id(tokenizer: &tunesmith_data::tokenizer::Tokenizer) -> u32 {
+    tokenizer.special().pad.or(tokenizer.special().eos).map_or(0, |t| t.1)
+}
+
+/// The training loader's options of a run.
+pub fn loader_options(cfg: &RunConfig, tokenizer: &tunesmith_data::tokenizer::Tokenizer) -> LoaderOptions {
+    loader_options_for(cfg, pad_id(tokenizer))
+}
+
+fn loader_options_for(cfg: &RunConfig, pad_id: u32) -> LoaderOptions {
+    LoaderOptions {
+        batch_size: cfg.train.batch_size,
+        packing: cfg.data.packing,
+        padding_free: cfg.data.padding_free,
+        max_length: cfg.data.max_length,
+        group_by_length: false,
+        shuffle: true,
+        seed: cfg.train.seed,
+        drop_last: false,
+        pad_id,
+        pad_to_multiple_of: 1,
+        causal_labels: matches!(
+            cfg.task.kind,
+            TaskKind::CausalLm | TaskKind::Preference | TaskKind::Grpo | TaskKind::Ppo
+        ),
+    }
 }
 
 impl Trainer {
     /// Sets a run up: model, data, method, optimizer; with `resume`, restores the latest
     /// checkpoint of the run directory.
     pub fn new(cfg: RunConfig, resume: bool) -> Result<Trainer> {
-        tunesmith_engine::threads::init((cfg.train.threads > 0).then_some(cfg.train.threads));
-        // Validated with the config; the products of this process (training and evaluation)
-        // run at this precision from here on.
-        tunesmith_engine::precision::set(Precision::parse(&cfg.train.precision).unwrap_or_default());
-        let dir = cfg.output.dir.clone();
+        init_process(&cfg);
         // The tokenizer is needed before the model (the label map comes from the data).
         let (tokenizer, model_dir) = load::load_tokenizer(&cfg.model.path)?;
         let mut data = prepare(&cfg, &tokenizer, &model_dir)?;
@@ -252,43 +325,36 @@ impl Trainer {
             TaskKind::Reward => Some(vec!["reward".into()]),
             TaskKind::CausalLm | TaskKind::Embedding | TaskKind::Preference | TaskKind::Grpo | TaskKind::Ppo => None,
         };
-        let quant = tunesmith_models::quantize::BaseQuant::parse(&cfg.model.quantize)
-            .unwrap_or(tunesmith_models::quantize::BaseQuant::None);
-        let mut model = load::load_model(&cfg.model.path, model_task(cfg.task.kind), labels, cfg.train.seed, quant)?;
-        if let Some(p) = cfg.train.dropout {
-            model.set_dropout(p as f32);
-        }
+        let mut model = load_run_model(&cfg, labels)?;
         let lora = methods::apply(&mut model, &cfg.method, cfg.train.seed)?;
         let quantized = load::quantize_base(&mut model, &cfg.model.path, &cfg.model.quantize)?;
-        let pad_id = tokenizer.special().pad.or(tokenizer.special().eos).map_or(0, |t| t.1);
-        let loader = Loader::new(
-            data.train.clone(),
-            LoaderOptions {
-                batch_size: cfg.train.batch_size,
-                packing: cfg.data.packing,
-                padding_free: cfg.data.padding_free,
-                max_length: cfg.data.max_length,
-                group_by_length: false,
-                shuffle: true,
-                seed: cfg.train.seed,
-                drop_last: false,
-                pad_id,
-                pad_to_multiple_of: 1,
-                causal_labels: matches!(
-                    cfg.task.kind,
-                    TaskKind::CausalLm | TaskKind::Preference | TaskKind::Grpo | TaskKind::Ppo
-                ),
-            },
-        )?;
-        let objective = crate::objective::for_run(
-            &cfg,
-            &mut model,
-            lora.is_some(),
-            &data,
-            loader.options(),
-            &tokenizer,
-            &model_dir,
-        )?;
+        let distill = match &cfg.distill {
+            Some(d) => Some(crate::distill::Distiller::load(
+                d,
+                cfg.task.kind,
+                &mut model,
+                &tokenizer,
+                &data.labels,
+                cfg.train.seed,
+            )?),
+            None => None,
+        };
+        let opts = loader_options(&cfg, &tokenizer);
+        let objective =
+            crate::objective::for_run(&cfg, &mut model, lora.is_some(), &data, &opts, &tokenizer, &model_dir)?;
+        let parts = Parts { model, model_dir, data, lora, quantized, objective, pad_id: opts.pad_id };
+        let mut t = Trainer::assemble(cfg, parts, resume)?;
+        t.distill = distill;
+        Ok(t)
+    }
+
+    /// A run from parts already made (several-task runs prepare their own data, heads and
+    /// objective): the loader, optimizer, schedule and DP plan of `cfg`; with `resume`, the latest
+    /// checkpoint of the run directory is restored.
+    pub fn assemble(cfg: RunConfig, parts: Parts, resume: bool) -> Result<Trainer> {
+        let Parts { model, model_dir, data, lora, quantized, objective, pad_id } = parts;
+        let dir = cfg.output.dir.clone();
+        let loader = Loader::new(data.train.clone(), loader_options_for(&cfg, pad_id))?;
         let per_epoch = loader.batches_per_epoch().div_ceil(cfg.train.grad_accum) as u64;
         let total_steps =
             if cfg.train.max_steps > 0 { cfg.train.max_steps as u64 } else { per_epoch * cfg.train.epochs as u64 };
@@ -339,6 +405,8 @@ impl Trainer {
             objective,
             other_parts,
             dp,
+            distill: None,
+            penalties: Vec::new(),
         };
         if t.cfg.method.kind == MethodKind::GradualUnfreeze {
             methods::unfreeze_stage(&mut t.model, 0);
@@ -353,6 +421,16 @@ impl Trainer {
             )));
         }
         Ok(t)
+    }
+
+    /// Adds a pull on the weights to every optimizer step (EWC, L2-SP).
+    pub fn add_penalty(&mut self, penalty: Box<dyn WeightPenalty>) {
+        self.penalties.push(penalty);
+    }
+
+    /// Hands the trained model back (after [`Trainer::run`]).
+    pub fn into_model(self) -> Model {
+        self.model
     }
 
     /// Restores the latest complete checkpoint; without one (a crash before the first save
@@ -616,6 +694,11 @@ impl Trainer {
 
     /// Runs (or continues) training to the end and writes outputs and the report.
     pub fn train(mut self, progress: &mut dyn Progress) -> Result<RunSummary> {
+        self.run(progress)
+    }
+
+    /// [`Trainer::train`], keeping the trainer (its model, [`Trainer::into_model`]) afterwards.
+    pub fn run(&mut self, progress: &mut dyn Progress) -> Result<RunSummary> {
         std::fs::create_dir_all(&self.dir).map_err(|e| TrainError::io(&self.dir, e))?;
         self.write_manifest()?;
         let mut log = MetricsLog::open(&self.dir, self.resumed.then_some(self.state.step))?;
@@ -703,6 +786,12 @@ impl Trainer {
                             let step = o.step(&self.model, &g, b, units.max(1) as f64, checkpointing)?;
                             metrics.merge(&step.metrics);
                             (step.loss, step.tokens)
+                        } else if let Some(d) = &self.distill {
+                            let batch = to_batch(hb, self.packed(), self.model.config.position_offset)?;
+                            let step =
+                                d.step(&self.model, &g, hb, &batch, &targets(hb, kind)?, &lopts, checkpointing)?;
+                            metrics.merge(&step.metrics);
+                            (step.loss, hb.tokens())
                         } else if kind == TaskKind::Embedding {
                             let (out, tokens) = self.pair_loss(&g, hb, lopts.normalizer, checkpointing)?;
                             (out.loss, tokens)
@@ -756,6 +845,10 @@ impl Trainer {
                     if let Some(dp) = &self.dp {
                         dp.add_noise(self.state.step, &self.model.params, &mut grads)?;
                     }
+                    for p in &self.penalties {
+                        let v = p.apply(&self.model.params, &mut grads)?;
+                        metrics.mean(&format!("penalty_{}", p.name()), v, 1.0);
+                    }
                     grad_norm = if self.dp.is_some() {
                         grads.global_norm()?
                     } else if self.cfg.train.max_grad_norm > 0.0 {
@@ -779,7 +872,7 @@ impl Trainer {
                     let mut record = json!({"step": self.state.step, "split": "train",
                         "epoch": epoch as f64 + next.index as f64 / per_epoch.max(1) as f64,
                         "loss": loss_total, "lr": lr, "grad_norm": grad_norm, "tokens_per_s": tps});
-                    if self.objective.is_some() {
+                    if self.objective.is_some() || self.distill.is_some() || !self.penalties.is_empty() {
                         record["metrics"] = Value::Object(metrics.values());
                     }
                     if let Some(dp) = &self.dp {

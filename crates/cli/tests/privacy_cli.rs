@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use tunesmith_testkit::{fetched_minilm, minilm_dir, run_log};
+use tunesmith_testkit::{fetched_minilm, minilm_dir, refused, run_log, succeeded};
 use tunesmith_train::privacy::{epsilon, AccountantKind};
 
 fn repo() -> PathBuf {
@@ -61,21 +61,6 @@ fn manifest(run: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("manifest.json")).unwrap()).unwrap()
 }
 
-#[track_caller]
-fn ok(o: &Output) {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
-
-#[track_caller]
-fn refused(o: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "expected exit code 2: {err}");
-    let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {err}"));
-    for n in needles {
-        assert!(line.contains(n), "error line lacks {n:?}: {line}");
-    }
-}
-
 /// The manifest's privacy record, checked against the accountant.
 fn check_privacy(run: &Path, steps: u64) -> Value {
     let p = manifest(run)["privacy"].clone();
@@ -101,7 +86,7 @@ fn dp_lora_and_full_fine_tuning_record_their_privacy() {
     let tmp = tempfile::tempdir().unwrap();
     let lora = "kind = \"lora\"\nlora_r = 4\nlora_targets = [\"query\", \"value\"]";
     let cfg = config(tmp.path(), &model, lora, "noise_multiplier = 0.8\nmax_grad_norm = 1.0");
-    ok(&tunesmith(&["train", cfg.to_str().unwrap()]));
+    succeeded(&tunesmith(&["train", cfg.to_str().unwrap()]));
     let p = check_privacy(&tmp.path().join("run"), 8);
     // δ defaults to 1/n and q to the expected batch over n (n = 86 rows less the 25% held out).
     let n = 1.0 / p["delta"].as_f64().unwrap();
@@ -109,7 +94,7 @@ fn dp_lora_and_full_fine_tuning_record_their_privacy() {
 
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(tmp.path(), &model, "kind = \"full\"", "noise_multiplier = 1.0\naccountant = \"prv\"");
-    ok(&tunesmith(&["train", cfg.to_str().unwrap(), "--set", "train.max_steps=2", "--set", "train.lr=5e-5"]));
+    succeeded(&tunesmith(&["train", cfg.to_str().unwrap(), "--set", "train.max_steps=2", "--set", "train.lr=5e-5"]));
     let p = manifest(&tmp.path().join("run"))["privacy"].clone();
     let (sigma, q, delta) =
         (p["noise_multiplier"].as_f64().unwrap(), p["sample_rate"].as_f64().unwrap(), p["delta"].as_f64().unwrap());
@@ -126,7 +111,7 @@ fn a_target_epsilon_caps_the_steps_or_sets_the_noise() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(tmp.path(), &model, lora, "noise_multiplier = 0.7\ntarget_epsilon = 6.0");
     let o = tunesmith(&["train", cfg.to_str().unwrap(), "--set", "train.max_steps=200"]);
-    ok(&o);
+    succeeded(&o);
     let p = manifest(&tmp.path().join("run"))["privacy"].clone();
     let steps = p["steps"].as_u64().unwrap();
     assert!(steps > 0 && steps < 200, "{p}");
@@ -134,7 +119,7 @@ fn a_target_epsilon_caps_the_steps_or_sets_the_noise() {
     // Without it, the noise that spends the target over the planned steps is solved for.
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(tmp.path(), &model, lora, "target_epsilon = 3.0");
-    ok(&tunesmith(&["train", cfg.to_str().unwrap()]));
+    succeeded(&tunesmith(&["train", cfg.to_str().unwrap()]));
     let p = check_privacy(&tmp.path().join("run"), 8);
     let eps = p["epsilon"].as_f64().unwrap();
     assert!(eps <= 3.0 && eps > 2.98, "{p}");
@@ -212,12 +197,12 @@ noise_multiplier = 1.1
         ),
     )
     .unwrap();
-    ok(&tunesmith(&["train", cfg.to_str().unwrap()]));
+    succeeded(&tunesmith(&["train", cfg.to_str().unwrap()]));
     check_privacy(&tmp.path().join("run"), 4);
     // Full fine-tuning: the tied embedding / LM head gets per-example gradients from both the
     // embedding and the fused cross-entropy.
     let run = tmp.path().join("full");
     let out = format!("output.dir={}", run.display());
-    ok(&tunesmith(&["train", cfg.to_str().unwrap(), "--set", "method.kind=full", "--set", &out]));
+    succeeded(&tunesmith(&["train", cfg.to_str().unwrap(), "--set", "method.kind=full", "--set", &out]));
     check_privacy(&run, 4);
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tunesmith_testkit::{fetched_minilm, minilm_dir, run_log};
+use tunesmith_testkit::{fetched_minilm, minilm_dir, refused, run_log};
 use tunesmith_train::config::MethodKind;
 
 fn repo() -> PathBuf {
@@ -56,16 +56,6 @@ keep_last = 2
 
 fn p(x: &Path) -> &str {
     x.to_str().unwrap()
-}
-
-#[track_caller]
-fn refused(o: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "expected exit code 2: {err}");
-    let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {err}"));
-    for n in needles {
-        assert!(line.contains(n), "error line lacks {n:?}: {line}");
-    }
 }
 
 #[test]

@@ -68,3 +68,22 @@ pub fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
     let scale = b.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-9);
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f64, f64::max) / scale
 }
+
+/// The stdout of a command that must have succeeded (its stderr in the panic otherwise).
+#[track_caller]
+pub fn succeeded(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts a command was refused as bad input: exit code 2 and an `error:` line holding every
+/// one of `needles`.
+#[track_caller]
+pub fn refused(o: &std::process::Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "expected exit code 2: {err}");
+    let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {err}"));
+    for n in needles {
+        assert!(line.contains(n), "error line lacks {n:?}: {line}");
+    }
+}

@@ -86,7 +86,7 @@ fn model_task(kind: TaskKind) -> Task {
 
 /// Tensors of a host batch. Packed rows carry their restarting positions, shifted by
 /// `position_offset` (RoBERTa counts positions from padding_idx + 1).
-pub(crate) fn to_batch(hb: &HostBatch, packed: bool, position_offset: usize) -> Result<Batch> {
+pub fn to_batch(hb: &HostBatch, packed: bool, position_offset: usize) -> Result<Batch> {
     let shape = [hb.rows, hb.len];
     let i64s = |v: &[u32]| v.iter().map(|&x| i64::from(x)).collect::<Vec<i64>>();
     let positions = || hb.position_ids.iter().map(|&p| i64::from(p) + position_offset as i64).collect::<Vec<i64>>();

@@ -59,6 +59,13 @@ impl DistillSection {
         if !(self.hidden_weight >= 0.0 && self.hidden_weight.is_finite()) {
             return Err(("hidden_weight", format!("must be 0 or more, got {}", self.hidden_weight)));
         }
+        if cfg.privacy.is_some() {
+            return Err((
+                "teacher",
+                "cannot be combined with [privacy]: DP-SGD's per-example gradients do not cover the distillation loss"
+                    .into(),
+            ));
+        }
         if !matches!(cfg.task.kind, TaskKind::Classification | TaskKind::CausalLm | TaskKind::TokenClassification) {
             return Err((
                 "teacher",

@@ -332,18 +332,17 @@ pub fn run(cfg: RunConfig, progress: &mut dyn Progress) -> Result<ContinualSumma
         let row: Vec<String> =
             (0..=j).map(|i| format!("{}: {:.4}", section.tasks[i].name, matrix[i][j].unwrap_or(0.0))).collect();
         progress.message(&format!("after task {} \"{}\": {}", j + 1, task.name, row.join(", ")));
-        log.push_str(&format!(
-            "{}\n",
-            json!({"after_task": j + 1, "task": task.name, "steps": summary.steps, "replayed": replayed,
-                   "accuracy": (0..=j).map(|i| json!({"task": section.tasks[i].name, "accuracy": matrix[i][j]})).collect::<Vec<_>>()})
-        ));
-        tunesmith_eval::report::write_atomic(&dir.join("continual.jsonl"), log.as_bytes())?;
+        let mut record = json!({"after_task": j + 1, "task": task.name, "steps": summary.steps, "replayed": replayed,
+               "accuracy": (0..=j).map(|i| json!({"task": section.tasks[i].name, "accuracy": matrix[i][j]})).collect::<Vec<_>>()});
         if j + 1 < n {
             if section.ewc_lambda > 0.0 {
                 let shared_head = section.shared().then(|| &heads[0]);
                 let ids = shared_ids(&model, shared_head);
                 let opts = LoaderOptions { seed: cfg.train.seed.wrapping_add(j as u64), ..eval_opts.clone() };
                 let f = fisher::diagonal_fisher(&mut model, &heads[head], &p.train, &ids, section.ewc_samples, &opts)?;
+                // The scale λ works against (for tuning it): the mean Fisher entry.
+                let (sum, count) = f.iter().flatten().fold((0.0, 0usize), |(s, c), &v| (s + f64::from(v), c + 1));
+                record["ewc_fisher_mean"] = json!(sum / count.max(1) as f64);
                 let name = "ewc";
                 ewc.push(Rc::new(QuadraticAnchor::at_current(
                     name,
@@ -357,6 +356,8 @@ pub fn run(cfg: RunConfig, progress: &mut dyn Progress) -> Result<ContinualSumma
                 reservoir.offer(Replayed { example: e.clone(), head });
             }
         }
+        log.push_str(&format!("{record}\n"));
+        tunesmith_eval::report::write_atomic(&dir.join("continual.jsonl"), log.as_bytes())?;
     }
     let lower: Vec<Vec<f64>> = (0..n).map(|i| (i..n).filter_map(|j| matrix[i][j]).collect()).collect();
     let s = scores(&lower);

@@ -40,6 +40,9 @@ pub struct Args {
     /// `lora` (r=8 on query/value, classifier trained) or `feature_extraction` (classifier only).
     #[arg(long, default_value = "lora", value_parser = ["lora", "feature_extraction"])]
     method: String,
+    /// Seed of both sides (head initialization, Poisson sampling, noise, dropout).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
     /// Skip the Opacus side.
     #[arg(long)]
     no_peer: bool,
@@ -79,7 +82,7 @@ lr = {lr}
 weight_decay = 0.01
 warmup_ratio = 0.0
 schedule = "constant"
-seed = 42
+seed = {seed}
 threads = {threads}
 [eval]
 metric = "accuracy"
@@ -99,6 +102,7 @@ save_checkpoints = false
         max_length = a.max_length,
         lr = a.lr,
         threads = a.threads,
+        seed = a.seed,
         out = out.display(),
     );
     let _ = std::fs::remove_dir_all(out);
@@ -162,6 +166,8 @@ pub fn run(a: Args) -> Result<()> {
                 &a.lr.to_string(),
                 "--threads",
                 &a.threads.to_string(),
+                "--seed",
+                &a.seed.to_string(),
             ]
             .iter()
             .map(|s| s.to_string())
@@ -183,9 +189,9 @@ pub fn run(a: Args) -> Result<()> {
         ]);
     }
     println!(
-        "dp-sst2: all-MiniLM-L6-v2 {}, {} rows, {} epochs, expected batch {}, max_length {}, lr {} constant, clip 1.0, δ = 1/n, RDP, {} threads; CPU {}",
+        "dp-sst2: all-MiniLM-L6-v2 {}, {} rows, {} epochs, expected batch {}, max_length {}, lr {} constant, clip 1.0, δ = 1/n, RDP, seed {}, {} threads; CPU {}",
         if a.method == "lora" { "LoRA r=8 (query/value) + classifier" } else { "classifier only (frozen encoder)" },
-        a.rows, a.epochs, a.batch_size, a.max_length, a.lr, a.threads, timing::cpu_model()
+        a.rows, a.epochs, a.batch_size, a.max_length, a.lr, a.seed, a.threads, timing::cpu_model()
     );
     println!(
         "{}",

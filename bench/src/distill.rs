@@ -37,10 +37,10 @@ pub struct Args {
     #[arg(long, default_value_t = 2.0)]
     temperature: f64,
     /// Weight of the KL term.
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = 0.5)]
     alpha: f64,
     /// Weight of hidden-state matching (0 = off).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 1.0)]
     hidden_weight: f64,
     /// Threads.
     #[arg(long, default_value_t = 2)]

@@ -979,6 +979,9 @@ impl RunConfig {
                 return bad("privacy", why);
             }
         }
+        if self.model.num_layers == Some(0) {
+            return bad("model.num_layers", "must be at least 1 (the transformer blocks to keep)".into());
+        }
         if tunesmith_models::quantize::BaseQuant::parse(&self.model.quantize).is_none() {
             return bad(
                 "model.quantize",

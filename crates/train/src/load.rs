@@ -76,6 +76,10 @@ pub fn load_base_quantized(
     Ok(Base { model, tokenizer, dir })
 }
 
+fn load_options(task: Task, labels: Option<Vec<String>>, seed: u64) -> LoadOptions {
+    LoadOptions { labels, seed, ..LoadOptions::new(task) }
+}
+
 /// The model of [`load_base_quantized`] without its tokenizer (for callers that already have
 /// it from [`load_tokenizer`]).
 pub fn load_model(
@@ -85,9 +89,7 @@ pub fn load_model(
     seed: u64,
     quant: BaseQuant,
 ) -> Result<Model> {
-    let mut opts = LoadOptions::new(task);
-    opts.labels = labels;
-    opts.seed = seed;
+    let opts = load_options(task, labels, seed);
     if is_llama2c(reference) {
         if !matches!(task, Task::CausalLm | Task::SequenceClassification) {
             return Err(TrainError::Config(format!(
@@ -117,10 +119,7 @@ pub fn load_model_truncated(
             "model.num_layers keeps the first blocks of a model folder; \"{reference}\" is a GGUF or llama2.c file"
         )));
     }
-    let mut opts = LoadOptions::new(task);
-    opts.labels = labels;
-    opts.seed = seed;
-    opts.num_layers = Some(num_layers);
+    let opts = LoadOptions { num_layers: Some(num_layers), ..load_options(task, labels, seed) };
     let dir = tunesmith_models::hub::resolve_model(reference)?;
     Ok(Model::load(&dir, &opts)?.0)
 }

@@ -1,6 +1,6 @@
 //! What continual-learning papers report from the accuracy matrix `R[i][j]` (accuracy on task
 //! i after training task j, tasks in order): average accuracy after the last task, backward
-//! transfer (Lopez-Paz & Ranzato, 2017: mean of R[i][T−1] − R[i][i] over i < T−1) and forgetting
+//! transfer (Lopez-Paz & Ranzato, 2017: mean of `R[i][T−1] − R[i][i]` over i < T−1) and forgetting
 //! (Chaudhry et al., 2018: mean over i < T−1 of the best earlier accuracy on task i minus the
 //! final one).
 

@@ -13,6 +13,7 @@ mod ops;
 mod peer;
 mod qlora;
 mod sst2;
+mod sweep;
 mod table;
 mod timing;
 mod train;
@@ -63,6 +64,8 @@ enum Suite {
     /// A 3-layer MiniLM student distilled from a fine-tuned MiniLM teacher on SST-2, against
     /// the same student without distillation.
     Distill(distill::Args),
+    /// Hyperparameter search on MiniLM SST-2: TPE against random search, with ASHA pruning.
+    Sweep(sweep::Args),
     /// GRPO with LoRA on a GGUF model against TRL's GRPOTrainer with PEFT.
     Grpo(grpo::Args),
     /// (internal) one tunesmith GRPO run, in its own process.
@@ -89,6 +92,7 @@ fn main() -> anyhow::Result<()> {
         Suite::DpoOne(a) => dpo::run_one(a),
         Suite::Continual(a) => continual::run(a),
         Suite::Distill(a) => distill::run(a),
+        Suite::Sweep(a) => sweep::run(a),
         Suite::Grpo(a) => grpo::run(a),
         Suite::GrpoOne(a) => grpo::run_one(a),
     }

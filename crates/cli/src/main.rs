@@ -3,12 +3,14 @@
 //! Exit codes: 0 success; 1 the command ran and found problems (rejected rows, a failed run);
 //! 2 bad input (unreadable files, invalid options or data). Errors never panic.
 
+mod cv;
 mod data;
 mod export_gguf;
 mod metrics;
 mod models;
 mod progress;
 mod report;
+mod sweep;
 mod train;
 
 use std::process::ExitCode;
@@ -34,6 +36,9 @@ enum Command {
     Report(report::ReportArgs),
     /// Fine-tune a model from a TOML run config.
     Train(train::TrainArgs),
+    /// Search hyperparameters: trials of a base run config over a search space (grid, random or
+    /// TPE; ASHA or median pruning), resumable and shareable between processes.
+    Sweep(sweep::SweepArgs),
     /// Write a commented starter run config.
     Init(train::InitArgs),
     /// Download a model from the Hub into the standard cache and print its folder.
@@ -108,6 +113,7 @@ fn main() -> ExitCode {
         Command::Metrics(a) => metrics::run(a),
         Command::Report(a) => report::run(a),
         Command::Train(a) => train::run(a),
+        Command::Sweep(a) => sweep::run(a),
         Command::Init(a) => train::init(a),
         Command::Fetch(a) => train::fetch(a),
         Command::Eval(a) => train::eval(a),

@@ -27,6 +27,10 @@ pub struct TrainArgs {
     /// `--set train.precision=...`.
     #[arg(long, value_name = "fp32|bf16")]
     precision: Option<String>,
+    /// K-fold cross-validation: K runs, each validating on one stratified fold of data.train,
+    /// in output.dir/fold-<i>; prints each metric's mean ± standard deviation.
+    #[arg(long, value_name = "K")]
+    cv: Option<usize>,
 }
 
 /// Options of `tunesmith init`.
@@ -143,7 +147,8 @@ pub fn fetch(a: FetchArgs) -> Result<()> {
 }
 
 /// The training progress bar: loss, lr, tokens/s and ETA.
-struct Bar(ProgressBar);
+/// A progress bar on stderr.
+pub struct Bar(ProgressBar);
 
 impl Progress for Bar {
     fn start(&mut self, total: u64, resumed_at: u64) {
@@ -162,7 +167,8 @@ impl Progress for Bar {
     }
 }
 
-fn train_error(e: TrainError) -> anyhow::Error {
+/// A trainer error as a CLI error (bad input exits with 2).
+pub fn train_error(e: TrainError) -> anyhow::Error {
     if e.is_bad_input() {
         BadInput(e.to_string()).into()
     } else {
@@ -181,7 +187,8 @@ fn show(metrics: &Option<Map<String, Value>>) -> String {
     }
 }
 
-fn bar() -> Bar {
+/// The training progress bar.
+pub fn bar() -> Bar {
     let pb = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     pb.set_style(
         ProgressStyle::with_template("train [{bar:30}] {pos}/{len} {msg} eta {eta}")
@@ -220,6 +227,12 @@ pub fn run(a: TrainArgs) -> Result<()> {
     }
     let cfg = RunConfig::load(&a.config, &overrides).map_err(train_error)?;
     eprintln!("tunesmith: loading {} ...", cfg.model.path);
+    if let Some(k) = a.cv {
+        if a.resume {
+            return Err(BadInput("--cv starts every fold afresh; drop --resume".into()).into());
+        }
+        return crate::cv::run(cfg, k);
+    }
     if cfg.continual.is_some() {
         return run_continual(cfg, a.resume);
     }

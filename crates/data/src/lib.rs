@@ -2,6 +2,7 @@
 //! one internal form, chat templates rendered like transformers, tokenization with correct label
 //! masks, packing, batching, and dataset preparation (validation, dedup, splits, statistics).
 
+pub mod augment;
 pub mod batch;
 pub mod dataset;
 pub mod encode;

@@ -362,6 +362,42 @@ pub fn class_strata(records: &[Record]) -> Option<Vec<String>> {
         .collect()
 }
 
+/// The fold (0..k) of each of `n` items for K-fold cross-validation, seeded. With `strata` (a
+/// class key per item), each class is shuffled and dealt round-robin over the folds, continuing
+/// where the previous class stopped, so every fold holds each class's count to within one item
+/// of n_c/k and fold sizes differ by at most one (as scikit-learn's `StratifiedKFold`).
+pub fn kfold_assignments(n: usize, k: usize, seed: u64, strata: Option<&[String]>) -> Result<Vec<usize>> {
+    if k < 2 {
+        return Err(DataError::Invalid(format!("cross-validation needs at least 2 folds, got {k}")));
+    }
+    if n < k {
+        return Err(DataError::Invalid(format!("{n} rows cannot fill {k} folds; use fewer folds or more rows")));
+    }
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    match strata {
+        Some(s) if s.len() == n => {
+            for (i, key) in s.iter().enumerate() {
+                groups.entry(key.as_str()).or_default().push(i);
+            }
+        }
+        Some(s) => return Err(DataError::Invalid(format!("{} strata for {n} items", s.len()))),
+        None => {
+            groups.insert("", (0..n).collect());
+        }
+    }
+    let mut rng = SplitMix64::new(seed ^ 0x5EED_F01D);
+    let mut folds = vec![0; n];
+    let mut next = 0;
+    for items in groups.values_mut() {
+        rng.shuffle(items);
+        for &i in items.iter() {
+            folds[i] = next % k;
+            next += 1;
+        }
+    }
+    Ok(folds)
+}
+
 /// Unique rows by a content key, for tests and reports: how many distinct examples there are.
 pub fn distinct(records: &[Record], normalized: bool) -> usize {
     records.iter().map(|r| key(&r.example, normalized)).collect::<HashSet<_>>().len()
@@ -396,5 +432,36 @@ mod tests {
         let again = split(items, f, 7, Some(&labels)).unwrap();
         assert_eq!(s.test, again.test);
         assert!(split(vec![1], SplitFractions { validation: 0.6, test: 0.5 }, 0, None).is_err());
+    }
+
+    #[test]
+    fn stratified_folds_hold_each_class_within_one_row_of_its_share() {
+        // 3 classes of 50, 30 and 17 rows over 5 folds.
+        let strata: Vec<String> = (0..97)
+            .map(|i| {
+                if i < 50 {
+                    "a"
+                } else if i < 80 {
+                    "b"
+                } else {
+                    "c"
+                }
+                .to_string()
+            })
+            .collect();
+        let folds = kfold_assignments(97, 5, 3, Some(&strata)).unwrap();
+        for class in ["a", "b", "c"] {
+            let n_c = strata.iter().filter(|s| *s == class).count() as f64;
+            for f in 0..5 {
+                let in_fold = (0..97).filter(|&i| folds[i] == f && strata[i] == class).count() as f64;
+                assert!((in_fold - n_c / 5.0).abs() < 1.0, "class {class} fold {f}: {in_fold} of {n_c}");
+            }
+        }
+        let sizes: Vec<usize> = (0..5).map(|f| folds.iter().filter(|&&x| x == f).count()).collect();
+        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "{sizes:?}");
+        assert_eq!(folds, kfold_assignments(97, 5, 3, Some(&strata)).unwrap(), "seeded");
+        assert_ne!(folds, kfold_assignments(97, 5, 4, Some(&strata)).unwrap());
+        assert!(kfold_assignments(3, 5, 0, None).is_err());
+        assert!(kfold_assignments(10, 1, 0, None).is_err());
     }
 }

@@ -232,6 +232,44 @@ impl SweepFile {
     }
 }
 
+/// A stable digest (FNV-1a, 64 bits, hex) of the parts that define a study; the same text
+/// gives the same digest on every platform and version.
+pub fn fingerprint(parts: &[&str]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for b in part.bytes().chain(std::iter::once(0xff)) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+impl SweepFile {
+    /// The digest of what a resumed study must keep: the space, sampler, seed, pruner and
+    /// objective (not the budget or the parallelism, which may change between runs), plus `extra`
+    /// (the base config's text and overrides).
+    pub fn fingerprint(&self, extra: &[&str]) -> String {
+        let s = &self.sweep;
+        let search = format!(
+            "{:?}|{}|{}|{}|{}|{}|{:?}|{:?}|{}|{:?}",
+            self.space,
+            s.sampler,
+            s.seed,
+            s.tpe_startup_trials,
+            s.tpe_candidates,
+            s.tpe_multivariate,
+            s.metric,
+            s.direction,
+            s.objective,
+            s.pruner
+        );
+        let mut parts = vec![search.as_str()];
+        parts.extend_from_slice(extra);
+        fingerprint(&parts)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,5 +292,17 @@ mod tests {
             e(&format!("[sweep]\nbase = \"r\"\n[sweep.pruner]\nkind = \"hyperband\"\n{space}")).contains("pruner.kind")
         );
         assert!(e("[sweep]\nbase = \"r\"\n[space]\n").contains("[space] is empty"));
+    }
+
+    #[test]
+    fn the_fingerprint_ignores_the_budget_but_not_the_search() {
+        let text = |trials: usize, sampler: &str| {
+            format!("[sweep]\nbase = \"r\"\ntrials = {trials}\nsampler = \"{sampler}\"\n[space]\n\"train.lr\" = {{ type = \"uniform\", low = 0, high = 1 }}\n")
+        };
+        let f = |t: String| SweepFile::parse(&t, "s").unwrap().fingerprint(&["base"]);
+        assert_eq!(f(text(10, "tpe")), f(text(30, "tpe")));
+        assert_ne!(f(text(10, "tpe")), f(text(10, "random")));
+        assert_eq!(fingerprint(&["a"]), "089bc907b544c769", "FNV-1a of \"a\\xff\"");
+        assert_ne!(fingerprint(&["ab", "c"]), fingerprint(&["a", "bc"]));
     }
 }

@@ -81,6 +81,20 @@ pub struct StudySettings {
     pub fingerprint: String,
     /// Keep every trial's outputs (else only the best complete trial's `final/`).
     pub keep_all: bool,
+    /// Stop taking trials once this many trials in a row have failed (a broken base config
+    /// fails every trial); 0 never stops.
+    pub max_failures_in_a_row: usize,
+}
+
+/// How many of the last ended trials (by number) failed, counting back to the last success.
+pub fn failures_in_a_row(state: &StudyState) -> usize {
+    state
+        .trials
+        .iter()
+        .rev()
+        .filter(|t| matches!(t.state, TrialState::Ended(_)))
+        .take_while(|t| t.state == TrialState::Ended(EndState::Failed))
+        .count()
 }
 
 /// A study in a folder.
@@ -216,6 +230,10 @@ impl Study {
                 reason: format!("its worker {}:{} is gone", w.host, w.pid),
                 time: now(),
             })?;
+        }
+        let limit = self.settings.max_failures_in_a_row;
+        if limit > 0 && failures_in_a_row(&l.state) >= limit {
+            return Ok(None);
         }
         let worker = Worker::current();
         let (number, params, rerun) = if let Some(t) = l.state.trials.iter().find(|t| t.state == TrialState::Queued) {
@@ -355,6 +373,24 @@ mod tests {
         }
     }
 
+    struct Broken;
+
+    impl TrialRunner for Broken {
+        fn run(&self, _: &Claimed, _: &mut Monitor<'_>) -> std::result::Result<Outcome, String> {
+            Err("model.path: no such folder".into())
+        }
+    }
+
+    #[test]
+    fn a_study_stops_after_three_failures_in_a_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let study = Study::open(settings(dir.path(), Box::new(NoPruner), 2), false).unwrap();
+        let state = study.run(&Broken, &Silent).unwrap();
+        assert!((3..=4).contains(&state.trials.len()), "{} trials ran", state.trials.len());
+        assert_eq!(failures_in_a_row(&state), state.trials.len());
+        assert_eq!(state.trials[0].error.as_deref(), Some("model.path: no such folder"));
+    }
+
     struct Silent;
 
     impl Observer for Silent {
@@ -375,6 +411,7 @@ mod tests {
             parallel,
             fingerprint: "f".into(),
             keep_all: false,
+            max_failures_in_a_row: 3,
         }
     }
 

@@ -409,6 +409,13 @@ pub struct DataSection {
     /// Cap on training rows (0 = all), after shuffling with the seed.
     #[serde(default)]
     pub max_train_rows: usize,
+    /// Cross-validation: split `train` into this many folds (stratified by class for
+    /// classification, seeded by `train.seed`); 0 = off. `tunesmith train --cv K` sets it.
+    #[serde(default)]
+    pub cv_folds: usize,
+    /// Which fold (0-based) is the validation data when `cv_folds` > 0; the others train.
+    #[serde(default)]
+    pub cv_fold: usize,
 }
 
 fn default_true() -> bool {
@@ -800,6 +807,8 @@ pub fn valid_keys() -> Vec<String> {
                 "padding_free",
                 "train_on",
                 "max_train_rows",
+                "cv_folds",
+                "cv_fold",
             ],
         ),
         (
@@ -868,6 +877,11 @@ pub fn suggest(key: &str) -> Option<String> {
         .filter(|(d, k)| *d <= (k.len() / 3).max(2))
         .min()
         .map(|(_, k)| k)
+}
+
+/// Whether smaller values of evaluation metric `name` are better (losses and errors).
+pub fn lower_is_better(name: &str) -> bool {
+    ["loss", "perplexity", "mse", "mae", "rmse", "ece", "brier"].contains(&name)
 }
 
 /// Checks every key of a parsed config against the schema.
@@ -1108,6 +1122,21 @@ impl RunConfig {
         }
         if !(0.0..1.0).contains(&self.data.validation_split) {
             return bad("data.validation_split", format!("must be in [0, 1), got {}", self.data.validation_split));
+        }
+        if self.data.cv_folds == 1 {
+            return bad("data.cv_folds", "must be 0 (off) or at least 2".into());
+        }
+        if self.data.cv_folds > 1 && self.data.cv_fold >= self.data.cv_folds {
+            return bad(
+                "data.cv_fold",
+                format!("= {} must be below data.cv_folds = {}", self.data.cv_fold, self.data.cv_folds),
+            );
+        }
+        if self.data.cv_folds > 1 && self.data.validation.is_some() {
+            return bad(
+                "data.validation",
+                "is set, but cross-validation validates on folds of data.train; remove one of them".into(),
+            );
         }
         if self.data.max_length < 2 {
             return bad("data.max_length", "must be at least 2".into());

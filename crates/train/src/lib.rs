@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod continual;
+pub mod cv;
 pub mod distill;
 pub mod error;
 pub mod grpo;

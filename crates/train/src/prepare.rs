@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tunesmith_data::encode::{EncodeOptions, Encoded, Encoder, TrainOn, Truncation};
 use tunesmith_data::example::{Example, Label, Record};
-use tunesmith_data::prep::{class_strata, split, SplitFractions};
+use tunesmith_data::prep::{class_strata, kfold_assignments, split, SplitFractions};
 use tunesmith_data::schema::Schema;
 use tunesmith_data::template;
 use tunesmith_data::tokenizer::Tokenizer;
@@ -87,6 +87,16 @@ pub fn prepare(cfg: &RunConfig, tokenizer: &Tokenizer, model_dir: &Path) -> Resu
     check_task_fits(&train_ds, cfg.task.kind, "training")?;
     let mut files = train_ds.files.clone();
     let (mut train_records, val_records) = match &d.validation {
+        None if d.cv_folds > 1 => {
+            let strata = class_strata(&train_ds.records);
+            let folds = kfold_assignments(train_ds.records.len(), d.cv_folds, cfg.train.seed, strata.as_deref())
+                .map_err(|e| TrainError::Data(format!("{}: {e}", d.train)))?;
+            let (mut train, mut validation) = (Vec::new(), Vec::new());
+            for (r, f) in train_ds.records.iter().zip(folds) {
+                if f == d.cv_fold { &mut validation } else { &mut train }.push(r.clone());
+            }
+            (train, validation)
+        }
         Some(v) => {
             let ds = load(v, &d.schema)?;
             check_task_fits(&ds, cfg.task.kind, "validation")?;

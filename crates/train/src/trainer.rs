@@ -49,6 +49,10 @@ pub struct RunSummary {
     pub final_metrics: Option<Map<String, Value>>,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
+    /// Whether [`Progress::evaluated`] ended the run (a sweep's pruner).
+    pub stopped_by_caller: bool,
+    /// The optimizer steps the run planned.
+    pub total_steps: u64,
     /// Batches skipped for a non-finite loss (`train.on_nan = "skip"`).
     pub skipped_batches: u64,
     /// The trained model's outputs (model folder, adapter).
@@ -65,6 +69,11 @@ pub trait Progress {
     fn step(&mut self, step: u64, loss: f64, lr: f64, tokens_per_s: f64);
     /// A line to show (evaluations, checkpoints).
     fn message(&mut self, line: &str);
+    /// Called after each evaluation during training with the value of `eval.metric`; returning
+    /// true stops the run there (a sweep's pruner). The default never stops it.
+    fn evaluated(&mut self, _step: u64, _total_steps: u64, _value: f64, _metrics: &Map<String, Value>) -> bool {
+        false
+    }
     /// Called at the end.
     fn finish(&mut self);
 }
@@ -621,8 +630,7 @@ impl Trainer {
                 m.keys().collect::<Vec<_>>()
             ))
         })?;
-        let lower_better = ["loss", "perplexity", "mse"].contains(&name.as_str());
-        Ok((v, !lower_better))
+        Ok((v, !crate::config::lower_is_better(name)))
     }
 
     /// Runs (or continues) training to the end and writes outputs and the report.
@@ -648,6 +656,7 @@ impl Trainer {
         let mut grads = Grads::new();
         let mut last_metrics = None;
         let mut stopped_early = false;
+        let mut stopped_by_caller = false;
         let mut window_start = Instant::now();
         let mut window_tokens = 0u64;
         // Skipping stops helping when the weights themselves have diverged.
@@ -858,6 +867,9 @@ impl Trainer {
                             self.cfg.eval.metric,
                             if improved { " (best)" } else { "" }
                         ));
+                        if progress.evaluated(self.state.step, self.total_steps, v, &m) {
+                            stopped_by_caller = true;
+                        }
                         last_metrics = Some(m);
                         if self.cfg.eval.patience > 0 && self.state.evals_without_improvement >= self.cfg.eval.patience
                         {
@@ -883,7 +895,8 @@ impl Trainer {
                     0 => epoch_end,
                     n => self.state.step.is_multiple_of(n as u64),
                 } || self.state.step == self.total_steps
-                    || stopped_early;
+                    || stopped_early
+                    || stopped_by_caller;
                 if save_due && self.cfg.output.save_checkpoints {
                     checkpoint::save(&self.dir, &self.model, &self.opt.export_state(&self.model.params), &self.state)?;
                     checkpoint::prune(&self.dir, self.cfg.output.keep_last, self.state.best.map(|b| b.1))?;
@@ -893,6 +906,10 @@ impl Trainer {
                         "early stopping: {} evaluations without improvement",
                         self.state.evals_without_improvement
                     ));
+                    break 'epochs;
+                }
+                if stopped_by_caller {
+                    progress.message(&format!("stopped at step {} by the caller", self.state.step));
                     break 'epochs;
                 }
                 if self.state.step >= self.total_steps {
@@ -924,6 +941,8 @@ impl Trainer {
             initial_metrics,
             final_metrics: last_metrics,
             stopped_early,
+            stopped_by_caller,
+            total_steps: self.total_steps,
             skipped_batches: self.state.skipped_batches,
             outputs,
             report,

@@ -10,6 +10,7 @@ mod metrics;
 mod models;
 mod progress;
 mod report;
+mod robustness;
 mod sweep;
 mod train;
 

@@ -90,10 +90,25 @@ pub struct EvalArgs {
     /// Tokens generated per completion for the win rate.
     #[arg(long, default_value_t = 128)]
     max_new_tokens: usize,
+    /// A suite of checks beyond the task's metrics: `robustness` (perturbations, OOD
+    /// detection, subgroups, calibration; classification only).
+    #[arg(long, value_parser = ["robustness"])]
+    suite: Option<String>,
+    #[command(flatten)]
+    robustness: crate::robustness::RobustnessArgs,
 }
 
 /// Runs `tunesmith eval`: the task's metrics of a model on a dataset, as JSON.
 pub fn eval(a: EvalArgs) -> Result<()> {
+    if a.suite.is_some() && a.task != "classification" {
+        return Err(BadInput("--suite robustness checks a classifier: use it with --task classification".into()).into());
+    }
+    if a.suite.is_none() && a.robustness.is_set() {
+        return Err(BadInput(
+            "--ood, --group-column, --positive, --calibration-data and --perturb belong to --suite robustness".into(),
+        )
+        .into());
+    }
     if a.reward_model.is_some() && a.task != "preference" {
         return Err(BadInput("--reward-model judges a policy: use it with --task preference".into()).into());
     }
@@ -116,6 +131,13 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     let mut trainer = Trainer::new(cfg, false).map_err(train_error)?;
     if let Some(dir) = &a.adapter {
         trainer.load_adapter(dir).map_err(train_error)?;
+    }
+    if a.suite.is_some() {
+        let result = crate::robustness::run(&mut trainer, &a.data, &a.robustness, a.out.as_deref());
+        if a.out.is_none() {
+            let _ = std::fs::remove_dir_all(&out);
+        }
+        return result;
     }
     let mut metrics = trainer.evaluate(a.out.is_some()).map_err(train_error)?;
     if let Some(rm) = &a.reward_model {
@@ -146,8 +168,7 @@ pub fn fetch(a: FetchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The training progress bar: loss, lr, tokens/s and ETA.
-/// A progress bar on stderr.
+/// The training progress bar on stderr: loss, lr, tokens/s and ETA.
 pub struct Bar(ProgressBar);
 
 impl Progress for Bar {

@@ -18,6 +18,7 @@ pub mod ppo;
 pub mod preference;
 pub mod prepare;
 pub mod privacy;
+pub mod robustness;
 pub mod schedule;
 pub mod tensorboard;
 pub mod trainer;

@@ -30,6 +30,7 @@ use crate::prepare::{prepare, Prepared};
 use crate::privacy::dp_sgd::{ClipTotals, DpSgd};
 use crate::schedule::Schedule;
 
+mod classify;
 mod setup;
 mod task_eval;
 
@@ -429,6 +430,11 @@ impl Trainer {
         generation.max_new_tokens = max_new_tokens;
         let batch = self.cfg.eval.batch_size;
         crate::preference::win_rate::win_rate(&mut self.model, reward, &prompts, &generation, batch)
+    }
+
+    /// Class names by id (classification).
+    pub fn labels(&self) -> &[String] {
+        &self.data.labels
     }
 
     /// Data rows left out while reading or encoding, each with its file, line and reason.

@@ -1,6 +1,7 @@
 //! `cargo run --release -p bench -- <suite>`: tunesmith side by side with its Python peers,
 //! in one invocation on the same machine and thread count. See bench/README.md.
 
+mod clean;
 mod continual;
 mod data;
 mod distill;
@@ -64,6 +65,8 @@ enum Suite {
     /// A 3-layer MiniLM student distilled from a fine-tuned MiniLM teacher on SST-2, against
     /// the same student without distillation.
     Distill(distill::Args),
+    /// Data cleaning on SUBJ with planted duplicates and flipped labels.
+    Clean(clean::Args),
     /// Hyperparameter search on MiniLM SST-2: TPE against random search, with ASHA pruning.
     Sweep(sweep::Args),
     /// GRPO with LoRA on a GGUF model against TRL's GRPOTrainer with PEFT.
@@ -93,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         Suite::Continual(a) => continual::run(a),
         Suite::Distill(a) => distill::run(a),
         Suite::Sweep(a) => sweep::run(a),
+        Suite::Clean(a) => clean::run(a),
         Suite::Grpo(a) => grpo::run(a),
         Suite::GrpoOne(a) => grpo::run_one(a),
     }

@@ -17,7 +17,7 @@ use crate::{peer, table, timing};
 #[derive(clap::Args)]
 pub struct Args {
     /// Training examples (a seeded sample of SST-2 train, as `bench sst2` draws it).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 4000)]
     rows: usize,
     /// Epochs per trial.
     #[arg(long, default_value_t = 2)]
@@ -74,9 +74,13 @@ dir = "bench/out/sweep/unused"
         dev = dev.display(),
         epochs = a.epochs,
         threads = a.threads,
-        // Six evaluations per trial.
-        every = (a.rows.div_ceil(32) * a.epochs).div_ceil(6),
+        every = every(a),
     )
+}
+
+/// Steps between evaluations: six per trial.
+fn every(a: &Args) -> usize {
+    (a.rows.div_ceil(32) * a.epochs).div_ceil(6)
 }
 
 fn sweep_file(a: &Args, sampler: &str, base: &Path, out: &Path) -> String {
@@ -91,6 +95,7 @@ tpe_startup_trials = {startup}
 [sweep.pruner]
 kind = "asha"
 reduction_factor = 3
+min_resource = {min_resource}
 [space]
 "train.lr" = {{ type = "log_uniform", low = 1e-5, high = 1e-2 }}
 "train.warmup_ratio" = {{ type = "uniform", low = 0.0, high = 0.2 }}
@@ -102,6 +107,8 @@ reduction_factor = 3
         trials = a.trials,
         seed = a.seed,
         startup = a.startup_trials,
+        // Rungs at the first evaluation (a sixth of a trial) and three times later.
+        min_resource = every(a),
     )
 }
 
@@ -169,8 +176,8 @@ pub fn run(a: Args) -> Result<()> {
     }
     println!(
         "sweep: LoRA on all-MiniLM-L6-v2, SST-2 ({} training rows, full dev), {} epochs, batch 32, max_length 64, \
-         6 evaluations per trial; {} trials per sampler, seed {}, TPE after {} random trials; ASHA (η = 3) on dev \
-         accuracy; {} threads; CPU {}",
+         6 evaluations per trial; {} trials per sampler, seed {}, TPE after {} random trials; ASHA (η = 3, rungs \
+         at the first and third evaluations) on dev accuracy; {} threads; CPU {}",
         a.rows,
         a.epochs,
         a.trials,

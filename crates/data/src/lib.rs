@@ -4,6 +4,7 @@
 
 pub mod augment;
 pub mod batch;
+pub mod clean;
 pub mod dataset;
 pub mod encode;
 pub mod error;

@@ -1,5 +1,6 @@
 //! `tunesmith data ...`: dataset inspection, validation, conversion, splitting and statistics.
 
+mod clean;
 mod convert;
 mod inspect;
 mod show;
@@ -30,6 +31,9 @@ pub enum DataCommand {
     Split(split::SplitArgs),
     /// Token-length statistics for a tokenizer and chat template.
     Stats(stats::StatsArgs),
+    /// Remove duplicates and near duplicates, filter by length and language, and find likely
+    /// label errors (confident learning); every removed row is listed with its reason.
+    Clean(clean::CleanArgs),
 }
 
 /// Runs a data subcommand.
@@ -40,6 +44,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
         DataCommand::Convert(a) => convert::run(a),
         DataCommand::Split(a) => split::run(a),
         DataCommand::Stats(a) => stats::run(a),
+        DataCommand::Clean(a) => clean::run(a),
     }
 }
 

@@ -2,6 +2,7 @@
 //! partial and gradual unfreezing, layer-wise learning rates, LoRA), schedules, the training
 //! loop with evaluation, checkpoints with exact resume, run logs and outputs.
 
+pub mod active;
 pub mod checkpoint;
 pub mod config;
 pub mod continual;

@@ -30,7 +30,7 @@ use crate::prepare::{prepare, Prepared};
 use crate::privacy::dp_sgd::{ClipTotals, DpSgd};
 use crate::schedule::Schedule;
 
-mod classify;
+pub mod classify;
 mod setup;
 mod task_eval;
 

@@ -3,6 +3,7 @@
 mod clean;
 mod convert;
 mod inspect;
+mod select;
 mod show;
 mod split;
 mod stats;
@@ -34,6 +35,9 @@ pub enum DataCommand {
     /// Remove duplicates and near duplicates, filter by length and language, and find likely
     /// label errors (confident learning); every removed row is listed with its reason.
     Clean(clean::CleanArgs),
+    /// Active learning: pick the pool rows to label next (uncertainty or k-center), or simulate
+    /// the loop on labeled data.
+    Select(select::SelectArgs),
 }
 
 /// Runs a data subcommand.
@@ -45,6 +49,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
         DataCommand::Split(a) => split::run(a),
         DataCommand::Stats(a) => stats::run(a),
         DataCommand::Clean(a) => clean::run(a),
+        DataCommand::Select(a) => select::run(a),
     }
 }
 

@@ -98,3 +98,50 @@ fn every_removed_row_is_counted_with_its_reason() {
         &["--pred-probs"],
     );
 }
+
+#[test]
+fn augmentation_adds_counted_copies_with_their_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("aug");
+    let stdout = succeeded(&tunesmith(&[
+        "data",
+        "augment",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/intents/validation.jsonl"),
+        "-o",
+        out.to_str().unwrap(),
+        "--per-row",
+        "2",
+        "--seed",
+        "3",
+    ]));
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(out.join("augment.json")).unwrap()).unwrap();
+    let added: u64 = manifest["added"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let rows = manifest["rows"].as_u64().unwrap();
+    assert_eq!(added + manifest["unchanged_attempts"].as_u64().unwrap(), 2 * rows, "every attempt is counted");
+    assert!(added > rows, "{stdout}");
+    let lines: Vec<Value> = std::fs::read_to_string(out.join("augmented.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, rows + added);
+    assert!(lines.iter().all(|l| l["label"].is_string()));
+    // Seeded: the same run gives the same file.
+    let again = tmp.path().join("again");
+    succeeded(&tunesmith(&[
+        "data",
+        "augment",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/intents/validation.jsonl"),
+        "-o",
+        again.to_str().unwrap(),
+        "--per-row",
+        "2",
+        "--seed",
+        "3",
+    ]));
+    assert_eq!(
+        std::fs::read(out.join("augmented.jsonl")).unwrap(),
+        std::fs::read(again.join("augmented.jsonl")).unwrap()
+    );
+    refused(&tunesmith(&["data", "augment", "x.jsonl", "-o", out.to_str().unwrap(), "--ops", "zz"]), &["--ops zz"]);
+}

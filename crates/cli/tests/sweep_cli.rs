@@ -247,7 +247,8 @@ save_checkpoints = false
         ),
     )
     .unwrap();
-    let out = succeeded(&tunesmith(&["train", p(&cfg), "--cv", "3"]));
+    // EDA copies at load augment only the training folds (every row is still validated once).
+    let out = succeeded(&tunesmith(&["train", p(&cfg), "--cv", "3", "--set", "data.augment_ratio=0.5"]));
     let line = out.lines().find(|l| l.starts_with("accuracy ")).unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains(" ± "), "{line}");
     let cv: Value = serde_json::from_str(&std::fs::read_to_string(tmp.path().join("cv/cv.json")).unwrap()).unwrap();
@@ -277,6 +278,15 @@ save_checkpoints = false
         }
     }
     assert_eq!(seen, rows.len(), "every row is validated exactly once");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("cv/fold-0/manifest.json")).unwrap()).unwrap();
+    let (train, augmented) =
+        (manifest["examples"]["train"].as_u64().unwrap(), manifest["examples"]["augmented"].as_u64().unwrap());
+    let originals = rows.len() as u64 - (rows.len() as u64).div_ceil(3);
+    assert!(
+        augmented > 0 && train == originals + augmented,
+        "train {train}, augmented {augmented}, originals {originals}"
+    );
     refused(&tunesmith(&["train", p(&cfg), "--cv", "3", "--set", "data.validation=\"x.jsonl\""]), &["data.validation"]);
     refused(&tunesmith(&["train", p(&cfg), "--cv", "1"]), &["2 folds"]);
 }

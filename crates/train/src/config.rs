@@ -416,6 +416,25 @@ pub struct DataSection {
     /// Which fold (0-based) is the validation data when `cv_folds` > 0; the others train.
     #[serde(default)]
     pub cv_fold: usize,
+    /// EDA augmentation at load: augmented training rows added per training row (0.5: one
+    /// copy for half of them), classification only; 0 = off.
+    #[serde(default)]
+    pub augment_ratio: f64,
+    /// EDA's share of words changed per operation.
+    #[serde(default = "default_augment_alpha")]
+    pub augment_alpha: f64,
+    /// EDA operations used in turn: "sr" (synonym replacement), "ri" (random insertion), "rs"
+    /// (random swap), "rd" (random deletion).
+    #[serde(default = "default_augment_ops")]
+    pub augment_ops: Vec<String>,
+}
+
+fn default_augment_alpha() -> f64 {
+    0.1
+}
+
+fn default_augment_ops() -> Vec<String> {
+    ["sr", "ri", "rs", "rd"].map(String::from).to_vec()
 }
 
 fn default_true() -> bool {
@@ -809,6 +828,9 @@ pub fn valid_keys() -> Vec<String> {
                 "max_train_rows",
                 "cv_folds",
                 "cv_fold",
+                "augment_ratio",
+                "augment_alpha",
+                "augment_ops",
             ],
         ),
         (
@@ -1122,6 +1144,22 @@ impl RunConfig {
         }
         if !(0.0..1.0).contains(&self.data.validation_split) {
             return bad("data.validation_split", format!("must be in [0, 1), got {}", self.data.validation_split));
+        }
+        if !(0.0..=16.0).contains(&self.data.augment_ratio) {
+            return bad("data.augment_ratio", format!("must be in [0, 16], got {}", self.data.augment_ratio));
+        }
+        if !(self.data.augment_alpha > 0.0 && self.data.augment_alpha <= 1.0) {
+            return bad("data.augment_alpha", format!("must be in (0, 1], got {}", self.data.augment_alpha));
+        }
+        if let Some(op) = self.data.augment_ops.iter().find(|o| tunesmith_data::augment::eda::EdaOp::parse(o).is_none())
+        {
+            return bad("data.augment_ops", format!("has \"{op}\"; use \"sr\", \"ri\", \"rs\" or \"rd\""));
+        }
+        if self.data.augment_ratio > 0.0 && self.task.kind != TaskKind::Classification {
+            return bad(
+                "data.augment_ratio",
+                "augments labeled texts: use it with task.kind = \"classification\"".into(),
+            );
         }
         if self.data.cv_folds == 1 {
             return bad("data.cv_folds", "must be 0 (off) or at least 2".into());

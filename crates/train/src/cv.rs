@@ -92,6 +92,8 @@ mod tests {
         assert_eq!((folds[3].data.cv_fold, folds[3].data.cv_folds), (3, 5));
         assert!(folds[3].output.dir.ends_with("fold-3"));
         assert!(fold_configs(&cfg, 1).is_err());
+        let bad_op = RunConfig::parse(text, "t", &["data.augment_ops=[\"sr\", \"xx\"]".into()]).unwrap_err();
+        assert!(bad_op.to_string().contains("data.augment_ops"), "{bad_op}");
         let with_val = RunConfig::parse(text, "t", &["data.validation=\"v.jsonl\"".into()]).unwrap();
         assert!(fold_configs(&with_val, 5).unwrap_err().to_string().contains("data.validation"));
     }

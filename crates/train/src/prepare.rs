@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use tunesmith_data::augment::eda::{augment_records, EdaOp};
 use tunesmith_data::encode::{EncodeOptions, Encoded, Encoder, TrainOn, Truncation};
 use tunesmith_data::example::{Example, Label, Record};
 use tunesmith_data::prep::{class_strata, kfold_assignments, split, SplitFractions};
@@ -28,6 +29,8 @@ pub struct Prepared {
     pub files: Vec<PathBuf>,
     /// Rows rejected while reading or encoding, with reasons (already reported).
     pub rejected: Vec<String>,
+    /// Training rows added by EDA augmentation (`data.augment_ratio`).
+    pub augmented: usize,
 }
 
 fn load(reference: &str, schema: &str) -> Result<Dataset> {
@@ -121,6 +124,7 @@ pub fn prepare(cfg: &RunConfig, tokenizer: &Tokenizer, model_dir: &Path) -> Resu
         rng.shuffle(&mut train_records);
         train_records.truncate(d.max_train_rows);
     }
+    let augmented = augment(cfg, &mut train_records);
     let labels: Vec<String> = match (&cfg.task.labels, cfg.task.kind) {
         (Some(l), _) => l.clone(),
         (None, TaskKind::Classification | TaskKind::TokenClassification) => train_ds.labels.clone(),
@@ -196,5 +200,23 @@ pub fn prepare(cfg: &RunConfig, tokenizer: &Tokenizer, model_dir: &Path) -> Resu
         )));
     }
     let kept: Vec<Record> = val_records.into_iter().filter(|r| validation.iter().any(|e| e.loc == r.loc)).collect();
-    Ok(Prepared { train, validation, validation_records: kept, labels, files, rejected })
+    Ok(Prepared { train, validation, validation_records: kept, labels, files, rejected, augmented })
+}
+
+/// Adds `data.augment_ratio` × n EDA copies of training rows (rows taken in a seeded order,
+/// cycling), returning how many were added.
+fn augment(cfg: &RunConfig, records: &mut Vec<Record>) -> usize {
+    let d = &cfg.data;
+    if d.augment_ratio <= 0.0 || records.is_empty() {
+        return 0;
+    }
+    let ops: Vec<EdaOp> = d.augment_ops.iter().filter_map(|o| EdaOp::parse(o)).collect();
+    let wanted = (d.augment_ratio * records.len() as f64).round() as usize;
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    tunesmith_data::batch::SplitMix64::new(cfg.train.seed ^ 0xA06).shuffle(&mut order);
+    let rows: Vec<usize> = order.iter().cycle().take(wanted).copied().collect();
+    let (new, _) = augment_records(records, &rows, &ops, d.augment_alpha, 1, cfg.train.seed);
+    let added = new.len();
+    records.extend(new);
+    added
 }

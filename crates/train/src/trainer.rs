@@ -485,7 +485,7 @@ impl Trainer {
                       "parameters": total, "trainable_parameters": trainable},
             "data": files,
             "examples": {"train": self.data.train.len(), "validation": self.data.validation.len(),
-                         "rejected": self.data.rejected.len()},
+                         "rejected": self.data.rejected.len(), "augmented": self.data.augmented},
             "labels": self.data.labels,
             "total_steps": self.total_steps,
         });

@@ -1,5 +1,6 @@
 //! `tunesmith data ...`: dataset inspection, validation, conversion, splitting and statistics.
 
+mod augment;
 mod clean;
 mod convert;
 mod inspect;
@@ -35,6 +36,9 @@ pub enum DataCommand {
     /// Remove duplicates and near duplicates, filter by length and language, and find likely
     /// label errors (confident learning); every removed row is listed with its reason.
     Clean(clean::CleanArgs),
+    /// EDA augmentation of labeled texts (synonym replacement, insertion, swap, deletion),
+    /// seeded and counted.
+    Augment(augment::AugmentArgs),
     /// Active learning: pick the pool rows to label next (uncertainty or k-center), or simulate
     /// the loop on labeled data.
     Select(select::SelectArgs),
@@ -49,6 +53,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
         DataCommand::Split(a) => split::run(a),
         DataCommand::Stats(a) => stats::run(a),
         DataCommand::Clean(a) => clean::run(a),
+        DataCommand::Augment(a) => augment::run(a),
         DataCommand::Select(a) => select::run(a),
     }
 }

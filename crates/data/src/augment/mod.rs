@@ -1,5 +1,6 @@
-//! Changing texts on purpose: seeded perturbations for robustness checks ([`perturb`]) and the
-//! bundled synonym list they share with augmentation ([`synonyms`]).
+//! Changing texts on purpose: seeded perturbations for robustness checks ([`perturb`]), EDA
+//! augmentation ([`eda`]), and the bundled synonym list both use ([`synonyms`]).
 
+pub mod eda;
 pub mod perturb;
 pub mod synonyms;

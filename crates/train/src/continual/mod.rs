@@ -292,6 +292,7 @@ pub fn run(cfg: RunConfig, progress: &mut dyn Progress) -> Result<ContinualSumma
             labels: p.labels.clone(),
             files: p.files.clone(),
             rejected: p.rejected.clone(),
+            augmented: p.augmented,
         };
         let parts = Parts {
             model,

@@ -207,6 +207,7 @@ pub fn run(cfg: RunConfig, resume: bool, progress: &mut dyn Progress) -> Result<
         labels: prepared[0].labels.clone(),
         files: Vec::new(),
         rejected: Vec::new(),
+        augmented: 0,
     };
     let (mut train_head, mut val_head) = (Vec::new(), Vec::new());
     for (i, p) in prepared.into_iter().enumerate() {

@@ -1,8 +1,10 @@
 //! `cargo run --release -p bench -- <suite>`: tunesmith side by side with its Python peers,
 //! in one invocation on the same machine and thread count. See bench/README.md.
 
+mod active;
 mod clean;
 mod continual;
+mod cv;
 mod data;
 mod distill;
 mod dp;
@@ -65,6 +67,10 @@ enum Suite {
     /// A 3-layer MiniLM student distilled from a fine-tuned MiniLM teacher on SST-2, against
     /// the same student without distillation.
     Distill(distill::Args),
+    /// Simulated active learning on SST-2: uncertainty sampling against random selection.
+    Active(active::Args),
+    /// 5-fold cross-validation on a 500-row sample of MPQA.
+    Cv(cv::Args),
     /// Data cleaning on SUBJ with planted duplicates and flipped labels.
     Clean(clean::Args),
     /// Hyperparameter search on MiniLM SST-2: TPE against random search, with ASHA pruning.
@@ -97,6 +103,8 @@ fn main() -> anyhow::Result<()> {
         Suite::Distill(a) => distill::run(a),
         Suite::Sweep(a) => sweep::run(a),
         Suite::Clean(a) => clean::run(a),
+        Suite::Cv(a) => cv::run(a),
+        Suite::Active(a) => active::run(a),
         Suite::Grpo(a) => grpo::run(a),
         Suite::GrpoOne(a) => grpo::run_one(a),
     }

@@ -60,12 +60,14 @@ fn weights(n: usize) -> Vec<f64> {
 impl Sampler for TpeSampler {
     fn sample(&self, space: &Space, history: &[Observation], number: usize) -> Option<Vec<f64>> {
         let mut finished: Vec<&Observation> = history.iter().filter(|o| o.loss.is_some() && !o.pruned).collect();
-        if finished.len() < self.startup_trials.max(1) {
+        // As Optuna: complete and pruned trials both count toward the start-up phase (a study
+        // whose early trials are mostly pruned must not stay random).
+        let ended = finished.len() + history.iter().filter(|o| o.pruned).count();
+        if ended < self.startup_trials.max(1) || finished.is_empty() {
             return RandomSampler { seed: self.seed }.sample(space, history, number);
         }
         finished.sort_by(|a, b| a.loss.unwrap_or(f64::INFINITY).total_cmp(&b.loss.unwrap_or(f64::INFINITY)));
         // As Optuna: the share is of every ended trial; the good ones are complete trials.
-        let ended = finished.len() + history.iter().filter(|o| o.pruned).count();
         let n_below = gamma(ended).min(finished.len());
         let mut below: Vec<&Observation> = finished[..n_below].to_vec();
         let mut above: Vec<&Observation> = finished[n_below..].to_vec();
@@ -119,6 +121,32 @@ mod tests {
         assert_eq!(w.len(), 30);
         assert!((w[0] - 1.0 / 30.0).abs() < 1e-12 && w[4] == 1.0 && w[29] == 1.0);
         assert!(w.windows(2).all(|p| p[0] <= p[1]));
+    }
+
+    #[test]
+    fn pruned_trials_count_toward_the_start_up_phase() {
+        let t: toml::Table = toml::from_str("\"x\" = { type = \"uniform\", low = 0, high = 10 }").unwrap();
+        let space = Space::parse(&t).unwrap();
+        // Two complete trials near 2, eight pruned ones far away: TPE (start-up 10) takes over.
+        let mut history: Vec<Observation> = (0..2)
+            .map(|i| Observation { number: i, xs: vec![2.0 + 0.1 * i as f64], loss: Some(0.0), pruned: false })
+            .collect();
+        history.extend((2..10).map(|i| Observation {
+            number: i,
+            xs: vec![6.0 + 0.4 * (i - 2) as f64],
+            loss: Some(1.0),
+            pruned: true,
+        }));
+        let tpe = TpeSampler::new(0);
+        let random = RandomSampler { seed: 0 };
+        let n = 10;
+        assert_ne!(
+            tpe.sample(&space, &history, n),
+            random.sample(&space, &history, n),
+            "still random after 10 ended trials"
+        );
+        let near = (10..40).filter(|&n| tpe.sample(&space, &history, n).unwrap()[0] < 5.0).count();
+        assert!(near >= 20, "{near} of 30 TPE samples near the complete trials");
     }
 
     #[test]

@@ -7,11 +7,10 @@ use std::path::Path;
 use anyhow::Result;
 use clap::Args;
 use tunesmith_data::augment::perturb::PerturbKind;
-use tunesmith_data::example::Record;
-use tunesmith_data::{Dataset, LoadOptions};
 use tunesmith_train::robustness::{self, RobustnessOptions};
 use tunesmith_train::Trainer;
 
+use crate::data::load_records as load;
 use crate::train::train_error;
 use crate::BadInput;
 
@@ -73,14 +72,6 @@ fn parse_perturb(specs: &[String]) -> Result<Vec<(PerturbKind, f64)>> {
             Ok((kind, rate))
         })
         .collect()
-}
-
-fn load(reference: &str) -> Result<Vec<Record>> {
-    let ds = Dataset::load(reference, &LoadOptions::default())?;
-    if !ds.rejected.is_empty() {
-        eprintln!("note: {reference}: {} rows left out (`tunesmith data validate` lists them)", ds.rejected.len());
-    }
-    Ok(ds.records)
 }
 
 /// Runs the suite with `trainer`'s model on the data at `data`.

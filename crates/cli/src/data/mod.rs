@@ -58,6 +58,16 @@ pub fn run(cmd: DataCommand) -> Result<()> {
     }
 }
 
+/// The records of a dataset read with default options; rows left out on read are counted on
+/// stderr (`data validate` lists them).
+pub fn load_records(reference: &str) -> Result<Vec<tunesmith_data::example::Record>> {
+    let ds = Dataset::load(reference, &LoadOptions::default())?;
+    if !ds.rejected.is_empty() {
+        eprintln!("note: {reference}: {} rows left out (`tunesmith data validate` lists them)", ds.rejected.len());
+    }
+    Ok(ds.records)
+}
+
 /// How to read a dataset: options shared by every data command.
 #[derive(Args, Clone, Debug)]
 pub struct ReadArgs {

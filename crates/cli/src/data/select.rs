@@ -9,12 +9,12 @@ use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 use tunesmith_data::clean::row_text;
-use tunesmith_data::{Dataset, LoadOptions};
 use tunesmith_train::active::simulate::{html, mean_curves, simulate, Simulation};
 use tunesmith_train::active::{select, Strategy};
 use tunesmith_train::trainer::classify::{score_records, ScoreOptions};
 use tunesmith_train::RunConfig;
 
+use super::load_records as load;
 use crate::train::train_error;
 use crate::BadInput;
 
@@ -75,18 +75,10 @@ fn strategy(name: &str) -> Result<Strategy> {
     })
 }
 
-fn load(reference: &str) -> Result<Dataset> {
-    let ds = Dataset::load(reference, &LoadOptions::default())?;
-    if !ds.rejected.is_empty() {
-        eprintln!("note: {reference}: {} rows left out (`tunesmith data validate` lists them)", ds.rejected.len());
-    }
-    Ok(ds)
-}
-
 fn run_simulation(a: &SelectArgs, config: &std::path::Path) -> Result<()> {
     let base = RunConfig::load(config, &[]).map_err(train_error)?;
     let strategies = a.strategies.iter().map(|s| strategy(s)).collect::<Result<Vec<_>>>()?;
-    let pool = load(&base.data.train)?.records;
+    let pool = load(&base.data.train)?;
     let sim = Simulation {
         base: base.clone(),
         strategies,
@@ -133,7 +125,7 @@ pub fn run(a: SelectArgs) -> Result<()> {
     if labels.len() < 2 {
         return Err(BadInput(format!("{model_ref}: the model's config names no classes; pass --labels")).into());
     }
-    let pool = load(pool_ref)?.records;
+    let pool = load(pool_ref)?;
     if pool.is_empty() {
         return Err(BadInput(format!("{pool_ref}: the pool has no rows")).into());
     }
@@ -145,9 +137,7 @@ pub fn run(a: SelectArgs) -> Result<()> {
     };
     let scores = score_records(&model, &tokenizer, &labels, &pool, &opts).map_err(train_error)?;
     let labeled = match (&a.labeled, s.needs_features()) {
-        (Some(l), true) => {
-            score_records(&model, &tokenizer, &labels, &load(l)?.records, &opts).map_err(train_error)?.features
-        }
+        (Some(l), true) => score_records(&model, &tokenizer, &labels, &load(l)?, &opts).map_err(train_error)?.features,
         _ => Vec::new(),
     };
     let picked = select(s, &scores.logits, &scores.features, &labeled, a.k, a.seed);
